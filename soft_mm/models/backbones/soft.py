@@ -1,0 +1,380 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""SOFT backbone: Softmax-free Transformer (NeurIPS 2021) and SOFT-Norm."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
+
+from .cls_block import ClsBlock
+from .patch_embed import ConvPatchEmbed
+from .soft_block import SoftBlock
+
+#: Side of the square input the position tables are sized for.
+POS_EMBED_IMG_SIZE = 224
+
+
+@MODELS.register_module()
+class SOFT(BaseBackbone):
+    """SOFT: Softmax-free Transformer with linear complexity.
+
+    Four stages at strides 4/8/16/32. Stages 1-3 are post-norm SOFT blocks
+    (Gaussian-kernel attention with a Newton-inverted landmark kernel);
+    stage 4 is a pre-norm softmax block over ``[cls; tokens]``. See
+    ``SOFT.md`` for the specification.
+
+    Args:
+        arch (str | dict): One of ``'tiny'``, ``'small'``, ``'medium'``,
+            ``'large'``, ``'huge'``, or a dict with the required keys
+            ``embed_dims``, ``num_heads``, ``depths`` (4 values each) and the
+            optional keys ``sr_ratios``, ``local_kernels`` (3 values),
+            ``mlp_ratio`` (stage 4), ``soft_mlp_ratio`` (stages 1-3) and
+            ``stem_channels``. Defaults to ``'tiny'``.
+        in_channels (int): Input channels. Defaults to 3.
+        attn_norm (bool): Use SOFT-Norm (symmetric degree normalisation of
+            the landmark inverse). Defaults to False.
+        attn_impl (str): Implementation of the attention core
+            (``'auto'``, ``'reference'``, or a device kernel), see
+            :func:`soft_mm.ops.soft_attention`. Defaults to ``'auto'``.
+        newton_iters (int): Newton iterations. Defaults to 20.
+        landmark_grid (int | tuple, optional): Bound the landmarks of every
+            SOFT block to this grid (linear cost at detection resolution);
+            ``None`` is the official fixed sampling ratio. Defaults to None.
+        out_indices (Sequence[int] | int): Stages to output (0-3, negative
+            values count from the end). Defaults to -1.
+        out_type (str): Output of the last stage: ``'cls_token'`` (the
+            official classifier input, ``(B, C)``), ``'featmap'`` (NCHW,
+            cls token dropped) or ``'avg_featmap'`` (``(B, C)`` mean of the
+            patch tokens). Stages 1-3 always give NCHW maps.
+            Defaults to ``'cls_token'``.
+        drop_path_rate (float): Stochastic-depth rate, spread with
+            ``linspace(0, rate, sum(depths))`` over all blocks.
+            Defaults to 0.1.
+        soft_drop_mode (str): How SOFT blocks apply their rate:
+            ``'dropout'`` (official element-wise dropout) or ``'drop_path'``.
+            Stage 4 always uses DropPath. Defaults to ``'dropout'``.
+        frozen_stages (int): Stages ``0..frozen_stages`` (with their patch
+            embeddings and position tables; stage 3 also the cls token and
+            final norm) are frozen. -1 freezes nothing. Defaults to -1.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+            Defaults to False.
+        with_cp (bool): Activation checkpointing per block. Defaults to False.
+        interpolate_mode (str): How position tables are resized to the
+            actual feature size. Defaults to ``'bilinear'``.
+        conv_bias (bool): Bias in the patch-embedding convs. Defaults to True.
+        soft_act_cfg (dict): Activation of the SOFT-block FFN.
+            Defaults to tanh-approximate GELU (official).
+        landmark_act_cfg (dict): Activation after the landmark LayerNorm.
+            Defaults to exact GELU.
+        cls_act_cfg (dict): Activation of the stage-4 MLP.
+            Defaults to exact GELU.
+        cls_norm_eps (float): LayerNorm eps of the stage-4 blocks.
+            Defaults to 1e-6.
+        init_cfg (dict | list, optional): Initialisation config.
+    """
+    arch_zoo = {
+        'tiny': dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[2, 4, 10, 16],
+            depths=[1, 2, 3, 2]),
+        'small': dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[2, 4, 10, 16],
+            depths=[1, 3, 7, 4]),
+        'medium': dict(
+            embed_dims=[64, 128, 288, 512],
+            num_heads=[2, 4, 9, 16],
+            depths=[1, 3, 29, 5]),
+        'large': dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[2, 4, 10, 16],
+            depths=[1, 3, 40, 5]),
+        'huge': dict(
+            embed_dims=[64, 128, 352, 512],
+            num_heads=[2, 4, 11, 16],
+            depths=[1, 5, 49, 5]),
+    }
+    arch_defaults = dict(
+        sr_ratios=[8, 4, 2],
+        local_kernels=[9, 5, 3],
+        mlp_ratio=4,
+        soft_mlp_ratio=4,
+        stem_channels=32)
+    num_stages = 4
+    OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 attn_norm: bool = False,
+                 attn_impl: str = 'auto',
+                 newton_iters: int = 20,
+                 landmark_grid: Optional[Union[int, Tuple[int, int]]] = None,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 out_type: str = 'cls_token',
+                 drop_path_rate: float = 0.1,
+                 soft_drop_mode: str = 'dropout',
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 interpolate_mode: str = 'bilinear',
+                 conv_bias: bool = True,
+                 soft_act_cfg: dict = dict(type='GELU', approximate='tanh'),
+                 landmark_act_cfg: dict = dict(type='GELU'),
+                 cls_act_cfg: dict = dict(type='GELU'),
+                 cls_norm_eps: float = 1e-6,
+                 init_cfg: Optional[Union[dict, list]] = [
+                     dict(type='TruncNormal', layer='Linear', std=.02,
+                          bias=0.),
+                     dict(type='Constant', layer='LayerNorm', val=1.,
+                          bias=0.)
+                 ]):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self.parse_arch(arch)
+        arch = self.arch_settings
+        self.embed_dims = arch['embed_dims']
+        self.depths = arch['depths']
+        self.out_indices = self.parse_out_indices(out_indices)
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'SOFT: unknown out_type {out_type!r}, choose '
+                             f'from {self.OUT_TYPES}')
+        self.out_type = out_type
+        if not -1 <= frozen_stages < self.num_stages:
+            raise ValueError('SOFT: frozen_stages must be in [-1, 3], got '
+                             f'{frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.interpolate_mode = interpolate_mode
+
+        stem_ch = arch['stem_channels']
+        self.patch_embeds = nn.ModuleList([
+            ConvPatchEmbed(
+                in_channels,
+                self.embed_dims[0],
+                hidden_dims=(stem_ch, stem_ch),
+                strides=(2, 1, 2),
+                bias=conv_bias)
+        ] + [
+            ConvPatchEmbed(c_in, c_out, bias=conv_bias)
+            for c_in, c_out in zip(self.embed_dims[:-1], self.embed_dims[1:])
+        ])
+
+        side = POS_EMBED_IMG_SIZE // 4
+        self.pos_shapes = [(side >> i, side >> i)
+                           for i in range(self.num_stages)]
+        self.pos_embeds = nn.ParameterList([
+            nn.Parameter(
+                torch.zeros(1, h * w + int(i == self.num_stages - 1), c))
+            for i, ((h, w), c) in enumerate(zip(self.pos_shapes,
+                                                self.embed_dims))
+        ])
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims[-1]))
+
+        rates = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i, (dims, heads, depth) in enumerate(
+                zip(self.embed_dims, arch['num_heads'], self.depths)):
+            stage_rates = rates[sum(self.depths[:i]):sum(self.depths[:i + 1])]
+            if i < self.num_stages - 1:
+                blocks = [
+                    SoftBlock(
+                        dims,
+                        heads,
+                        sr_ratio=arch['sr_ratios'][i],
+                        local_kernel=arch['local_kernels'][i],
+                        mlp_ratio=arch['soft_mlp_ratio'],
+                        drop_rate=rate,
+                        drop_mode=soft_drop_mode,
+                        act_cfg=soft_act_cfg,
+                        attn_norm=attn_norm,
+                        newton_iters=newton_iters,
+                        attn_impl=attn_impl,
+                        landmark_grid=landmark_grid,
+                        landmark_act_cfg=landmark_act_cfg)
+                    for rate in stage_rates
+                ]
+            else:
+                blocks = [
+                    ClsBlock(
+                        dims,
+                        heads,
+                        mlp_ratio=arch['mlp_ratio'],
+                        drop_path_rate=rate,
+                        act_cfg=cls_act_cfg,
+                        norm_eps=cls_norm_eps) for rate in stage_rates
+                ]
+            self.stages.append(nn.ModuleList(blocks))
+        self.norm = nn.LayerNorm(self.embed_dims[-1], eps=1e-6)
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """Validate ``arch`` and fill in the optional settings."""
+        if isinstance(arch, str):
+            if arch.lower() not in cls.arch_zoo:
+                raise KeyError(f'SOFT: unknown arch {arch!r}, choose from '
+                               f'{sorted(cls.arch_zoo)} or pass a dict')
+            arch = cls.arch_zoo[arch.lower()]
+        elif not isinstance(arch, dict):
+            raise TypeError('SOFT: arch must be a str or a dict, got '
+                            f'{type(arch).__name__}')
+        required = {'embed_dims', 'num_heads', 'depths'}
+        missing = required - set(arch)
+        if missing:
+            raise KeyError(f'SOFT: custom arch is missing {sorted(missing)}; '
+                           f'it needs {sorted(required)}')
+        unknown = set(arch) - required - set(cls.arch_defaults)
+        if unknown:
+            raise KeyError(f'SOFT: unknown arch keys {sorted(unknown)}; '
+                           f'allowed: {sorted(required)} and optional '
+                           f'{sorted(cls.arch_defaults)}')
+        settings = {**cls.arch_defaults, **arch}
+        for key in ('embed_dims', 'num_heads', 'depths'):
+            if len(settings[key]) != cls.num_stages:
+                raise ValueError(f'SOFT: arch {key} needs {cls.num_stages} '
+                                 f'values, got {list(settings[key])}')
+        for key in ('sr_ratios', 'local_kernels'):
+            if len(settings[key]) != cls.num_stages - 1:
+                raise ValueError(f'SOFT: arch {key} needs '
+                                 f'{cls.num_stages - 1} values (stages 1-3), '
+                                 f'got {list(settings[key])}')
+        if min(settings['depths']) < 1:
+            raise ValueError('SOFT: every stage needs at least one block, '
+                             f'got depths {list(settings["depths"])}')
+        return {k: list(v) if isinstance(v, (list, tuple)) else v
+                for k, v in settings.items()}
+
+    def parse_out_indices(self, out_indices) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError('SOFT: out_indices must be an int or a non-empty '
+                            f'sequence of ints, got {out_indices!r}')
+        parsed = []
+        for index in out_indices:
+            if not -self.num_stages <= index < self.num_stages:
+                raise ValueError(f'SOFT: out_indices {out_indices} has '
+                                 f'{index}, outside [-4, 3]')
+            parsed.append(index % self.num_stages)
+        return tuple(sorted(set(parsed)))
+
+    def init_weights(self):
+        super().init_weights()
+        if (isinstance(self.init_cfg, dict)
+                and self.init_cfg['type'] == 'Pretrained'):
+            return
+        for pos_embed in self.pos_embeds:
+            trunc_normal_(pos_embed, std=.02)
+        trunc_normal_(self.cls_token, std=.02)
+
+    def add_pos_embed(self, x: Tensor, stage: int,
+                      hw_shape: Tuple[int, int]) -> Tensor:
+        """Add stage ``stage``'s position table resized to ``hw_shape``."""
+        extra = int(stage == self.num_stages - 1)
+        pos_embed = resize_pos_embed(
+            self.pos_embeds[stage],
+            self.pos_shapes[stage],
+            hw_shape,
+            mode=self.interpolate_mode,
+            num_extra_tokens=extra)
+        return x + pos_embed
+
+    def run_block(self, block: nn.Module, *args) -> Tensor:
+        if self.with_cp and self.training and args[0].requires_grad:
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Run the backbone on images ``x`` (B, C, H, W).
+
+        Returns:
+            tuple[Tensor]: One output per entry of ``out_indices``.
+        """
+        outs = []
+        B = x.shape[0]
+        for i, (patch_embed, blocks) in enumerate(
+                zip(self.patch_embeds, self.stages)):
+            x, hw_shape = patch_embed(x)
+            last = i == self.num_stages - 1
+            if last:
+                x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+            x = self.add_pos_embed(x, i, hw_shape)
+            for block in blocks:
+                x = self.run_block(block, x) if last else self.run_block(
+                    block, x, hw_shape)
+            if last:
+                x = self.norm(x)
+                if i in self.out_indices:
+                    outs.append(self.format_last_stage(x, hw_shape))
+            else:
+                x = x.transpose(1, 2).reshape(B, -1, *hw_shape)
+                if i in self.out_indices:
+                    outs.append(x)
+        return tuple(outs)
+
+    def format_last_stage(self, x: Tensor, hw_shape: Tuple[int, int]):
+        if self.out_type == 'cls_token':
+            return x[:, 0]
+        patch_tokens = x[:, 1:]
+        if self.out_type == 'avg_featmap':
+            return patch_tokens.mean(dim=1)
+        return patch_tokens.transpose(1, 2).reshape(x.shape[0], -1,
+                                                    *hw_shape)
+
+    def _freeze_stages(self):
+        for i in range(self.frozen_stages + 1):
+            modules = [self.patch_embeds[i], self.stages[i]]
+            params = [self.pos_embeds[i]]
+            if i == self.num_stages - 1:
+                modules.append(self.norm)
+                params.append(self.cls_token)
+            for module in modules:
+                module.eval()
+                params.extend(module.parameters())
+            for param in params:
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer-wise depth of a parameter, for layer-wise lr decay.
+
+        The stem is depth 0, blocks count from 1 in order, the patch
+        embedding and position table of stage ``i`` share the depth of the
+        last block before it, and everything after the backbone (final norm,
+        head) is ``num_layers - 1``.
+
+        Args:
+            param_name (str): The name of the parameter.
+            prefix (str): The prefix of the backbone's parameters.
+
+        Returns:
+            Tuple[int, int]: The layer depth and the number of layers.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):].split('.')
+        if name[0] in ('patch_embeds', 'pos_embeds'):
+            layer_depth = sum(self.depths[:int(name[1])])
+        elif name[0] == 'cls_token':
+            layer_depth = sum(self.depths[:self.num_stages - 1])
+        elif name[0] == 'stages':
+            stage, block = int(name[1]), int(name[2])
+            layer_depth = sum(self.depths[:stage]) + block + 1
+        else:
+            layer_depth = num_layers - 1
+        return layer_depth, num_layers

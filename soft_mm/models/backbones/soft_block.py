@@ -1,0 +1,177 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""SOFT attention and the post-norm SOFT block of stages 1-3."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_activation_layer
+from mmcv.cnn.bricks.drop import DropPath
+from torch import Tensor
+
+from soft_mm.ops import soft_attention
+from .mlp import Mlp
+
+#: How SOFT blocks apply their stochastic-depth rate.
+SOFT_DROP_MODES = ('dropout', 'drop_path')
+
+
+class SoftAttention(nn.Module):
+    """Softmax-free attention with Gaussian kernels and Newton inverse.
+
+    ``K = Q``; queries are scaled by ``d ** -0.25``; landmarks come from a
+    ``sr x sr`` strided conv over each head's query map (one conv shared by
+    all heads) followed by LayerNorm and an activation. The output is
+    ``(A B^-1)(A^T V)`` plus a depthwise "local" conv on ``V`` (one
+    ``k x k`` filter per head shared across its channels).
+
+    Args:
+        embed_dims (int): Channels ``C``.
+        num_heads (int): Heads ``h``; ``C / h`` is the head dim ``d``.
+        sr_ratio (int): Landmark sampling ratio.
+        local_kernel (int): Kernel of the local depthwise conv on ``V``.
+        attn_norm (bool): SOFT-Norm (degree-normalised inverse).
+            Defaults to False.
+        newton_iters (int): Newton iterations. Defaults to 20.
+        attn_impl (str): Implementation of the attention core, see
+            :func:`soft_mm.ops.soft_attention`. Defaults to ``'auto'``.
+        landmark_grid (int | tuple, optional): Bound the landmark count to
+            this grid (``m <= gh * gw``): larger query maps are first
+            average-pooled to ``(gh * sr, gw * sr)``. ``None`` keeps the
+            official fixed ratio (``m`` grows with the image).
+            Defaults to None.
+        landmark_act_cfg (dict): Activation after the landmark LayerNorm.
+            Defaults to exact GELU.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 local_kernel: int,
+                 attn_norm: bool = False,
+                 newton_iters: int = 20,
+                 attn_impl: str = 'auto',
+                 landmark_grid: Optional[Union[int, Tuple[int, int]]] = None,
+                 landmark_act_cfg: dict = dict(type='GELU')):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'SoftAttention: embed_dims {embed_dims} is not '
+                             f'divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.sr_ratio = sr_ratio
+        self.attn_norm = attn_norm
+        self.newton_iters = newton_iters
+        self.attn_impl = attn_impl
+        if isinstance(landmark_grid, int):
+            landmark_grid = (landmark_grid, landmark_grid)
+        self.landmark_grid = landmark_grid
+
+        self.q = nn.Linear(embed_dims, embed_dims)
+        self.v = nn.Linear(embed_dims, embed_dims)
+        self.landmark_conv = nn.Conv2d(
+            self.head_dims,
+            self.head_dims,
+            kernel_size=sr_ratio,
+            stride=sr_ratio,
+            bias=False)
+        self.landmark_norm = nn.LayerNorm(self.head_dims)
+        self.landmark_act = build_activation_layer(landmark_act_cfg)
+        self.local_conv = nn.Conv2d(
+            num_heads,
+            num_heads,
+            kernel_size=local_kernel,
+            padding=local_kernel // 2,
+            groups=num_heads,
+            bias=False)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def sample_landmarks(self, q: Tensor, hw_shape: Sequence[int]) -> Tensor:
+        """Landmarks ``(B, h, m, d)`` from scaled queries ``(B, h, n, d)``."""
+        B, h, _, d = q.shape
+        H, W = hw_shape
+        q_map = q.reshape(B * h, H, W, d).permute(0, 3, 1, 2)
+        sr = self.sr_ratio
+        if self.landmark_grid is not None:
+            max_h, max_w = (g * sr for g in self.landmark_grid)
+            if H > max_h or W > max_w:
+                q_map = F.adaptive_avg_pool2d(q_map,
+                                              (min(H, max_h), min(W, max_w)))
+        # A side shorter than sr would leave no landmark: pad it to one cell.
+        pad_h, pad_w = max(sr - q_map.shape[2], 0), max(sr - q_map.shape[3], 0)
+        if pad_h or pad_w:
+            q_map = F.pad(q_map, (0, pad_w, 0, pad_h))
+        lm = self.landmark_conv(q_map).flatten(2).transpose(1, 2)
+        lm = self.landmark_act(self.landmark_norm(lm))
+        return lm.reshape(B, h, -1, d)
+
+    def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
+        """Attend over tokens ``x`` (B, H * W, C); returns the same shape."""
+        B, N, C = x.shape
+        H, W = hw_shape
+        h, d = self.num_heads, self.head_dims
+        q = self.q(x).reshape(B, N, h, d).transpose(1, 2) * d**-0.25
+        v = self.v(x).reshape(B, N, h, d).transpose(1, 2)
+        landmarks = self.sample_landmarks(q, hw_shape)
+        out = soft_attention(
+            q,
+            landmarks,
+            v,
+            newton_iters=self.newton_iters,
+            norm=self.attn_norm,
+            impl=self.attn_impl)
+        # Local enhancement: heads are the channels, d acts as batch.
+        v_map = v.permute(0, 3, 1, 2).reshape(B * d, h, H, W)
+        local = self.local_conv(v_map).reshape(B, d, h, N).permute(0, 2, 3, 1)
+        out = (out + local).transpose(1, 2).reshape(B, N, C)
+        return self.proj(out)
+
+
+class SoftBlock(nn.Module):
+    """Post-norm SOFT block: ``x = LN(x + Drop(Attn(x)))``, then the FFN.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads.
+        sr_ratio (int): Landmark sampling ratio.
+        local_kernel (int): Local conv kernel.
+        mlp_ratio (float): FFN expansion. Defaults to 4.
+        drop_rate (float): Stochastic-depth rate of this block.
+            Defaults to 0.
+        drop_mode (str): ``'dropout'`` applies ``drop_rate`` as element-wise
+            dropout on each branch (the official model's behaviour);
+            ``'drop_path'`` drops whole samples. Defaults to ``'dropout'``.
+        act_cfg (dict): FFN activation. Defaults to tanh-approximate GELU,
+            as the official model.
+        norm_eps (float): LayerNorm eps. Defaults to 1e-5.
+        **attn_kwargs: Passed to :class:`SoftAttention`.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 local_kernel: int,
+                 mlp_ratio: float = 4.,
+                 drop_rate: float = 0.,
+                 drop_mode: str = 'dropout',
+                 act_cfg: dict = dict(type='GELU', approximate='tanh'),
+                 norm_eps: float = 1e-5,
+                 **attn_kwargs):
+        super().__init__()
+        if drop_mode not in SOFT_DROP_MODES:
+            raise ValueError(f'SoftBlock: unknown drop_mode {drop_mode!r}, '
+                             f'choose from {SOFT_DROP_MODES}')
+        self.attn = SoftAttention(embed_dims, num_heads, sr_ratio,
+                                  local_kernel, **attn_kwargs)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.ffn = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        if drop_mode == 'dropout':
+            self.drop = nn.Dropout(drop_rate)
+        else:
+            self.drop = DropPath(drop_rate)
+
+    def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, hw_shape)))
+        return self.norm2(x + self.drop(self.ffn(x)))

@@ -1,0 +1,34 @@
+// Copyright (c) soft_mm contributors. All rights reserved.
+// Scalar helpers shared by the CPU and CUDA kernels of the SOFT attention op.
+// Everything here is header-only and usable from host and device code.
+#pragma once
+
+#ifdef __CUDACC__
+#define SOFT_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define SOFT_HOST_DEVICE inline
+#endif
+
+namespace soft_mm {
+
+// The Newton step size is alpha = kNewtonAlphaScale / (max row sum)^2, i.e.
+// 0.9 * 2 / ||B||_inf^2 as in the released SOFT code (SOFT.md s. 4).
+constexpr double kNewtonAlphaScale = 1.8;
+// Ridge of the Newton iteration: it inverts B + kNewtonRidge * I.
+constexpr double kNewtonRidge = 0.01;
+
+// Largest landmark count the single-launch shared-memory Newton kernel takes;
+// larger m falls back to a batched-GEMM loop.
+constexpr int kNewtonSmemMaxM = 64;
+
+// Epilogue of the Gaussian kernel from the dot-product identity
+//   exp(-0.5 ||x - y||^2) = exp(x.y - 0.5 |x|^2 - 0.5 |y|^2).
+// The exponent is clamped at 0: rounding can make the distance slightly
+// negative for (near-)equal points, and a true distance never is.
+template <typename acc_t>
+SOFT_HOST_DEVICE acc_t gaussian_exponent(acc_t dot, acc_t x_sq, acc_t y_sq) {
+  const acc_t e = dot - acc_t(0.5) * (x_sq + y_sq);
+  return e < acc_t(0) ? e : acc_t(0);
+}
+
+}  // namespace soft_mm

@@ -1,0 +1,95 @@
+// Copyright (c) soft_mm contributors. All rights reserved.
+// Device-agnostic pieces of the SOFT attention op, built from ATen ops only.
+//
+// They serve three purposes: the Ascend (PrivateUse1) path, which may only
+// use ops torch_npu implements; the CUDA fallback of the Newton iteration
+// for m > kNewtonSmemMaxM (batched cuBLAS); and the analytic backward of the
+// Newton inverse, two batched GEMMs on every device.
+#include "pytorch_cpp_helper.hpp"
+#include "soft_attention_common.h"
+
+namespace soft_mm {
+
+at::ScalarType compute_dtype(std::initializer_list<Tensor> tensors) {
+  for (const auto& t : tensors) {
+    if (t.scalar_type() == at::kDouble) return at::kDouble;
+  }
+  return at::kFloat;
+}
+
+void check_gaussian_inputs(const Tensor& x, const Tensor& y) {
+  SOFT_CHECK_DIM(x, 3);
+  SOFT_CHECK_DIM(y, 3);
+  SOFT_CHECK_FLOAT(x);
+  SOFT_CHECK_FLOAT(y);
+  TORCH_CHECK(x.device() == y.device(),
+              "gaussian_kernel: x and y must be on one device, got ",
+              x.device(), " and ", y.device());
+  TORCH_CHECK(x.size(0) == y.size(0) && x.size(2) == y.size(2),
+              "gaussian_kernel: x (N, n, d) and y (N, m, d) must share N and "
+              "d, got ",
+              x.sizes(), " and ", y.sizes());
+}
+
+void check_newton_input(const Tensor& mat) {
+  SOFT_CHECK_DIM(mat, 3);
+  SOFT_CHECK_FLOAT(mat);
+  TORCH_CHECK(mat.size(1) == mat.size(2) && mat.size(1) >= 1,
+              "newton_inverse: expects (N, m, m) matrices with m >= 1, got ",
+              mat.sizes());
+}
+
+Tensor gaussian_kernel_aten(const Tensor& x, const Tensor& y) {
+  check_gaussian_inputs(x, y);
+  const auto dtype = compute_dtype({x, y});
+  const Tensor xs = x.to(dtype), ys = y.to(dtype);
+  const Tensor x_sq = xs.pow(2).sum(-1, /*keepdim=*/true);
+  const Tensor y_sq = ys.pow(2).sum(-1, /*keepdim=*/true).transpose(1, 2);
+  // exponent = x.y - |x|^2/2 - |y|^2/2, clamped at 0 (see gaussian_exponent).
+  Tensor out = at::baddbmm((x_sq + y_sq).mul_(-0.5), xs, ys.transpose(1, 2));
+  return out.clamp_max_(0).exp_();
+}
+
+std::tuple<Tensor, Tensor> gaussian_kernel_backward_aten(const Tensor& grad,
+                                                         const Tensor& x,
+                                                         const Tensor& y,
+                                                         const Tensor& kernel) {
+  // d exp(-|x-y|^2/2) / dx = K (y - x), so with E = G * K:
+  //   dx = E y - rowsum(E) x,   dy = E^T x - colsum(E) y.
+  const auto dtype = kernel.scalar_type();
+  const Tensor xs = x.to(dtype), ys = y.to(dtype);
+  const Tensor e = grad.to(dtype) * kernel;
+  Tensor gx = at::baddbmm(xs * e.sum(2, true), e, ys, /*beta=*/-1);
+  Tensor gy = at::baddbmm(ys * e.sum(1).unsqueeze(2), e.transpose(1, 2), xs,
+                          /*beta=*/-1);
+  return {gx, gy};
+}
+
+Tensor newton_inverse_aten(const Tensor& mat, int64_t iters, double ridge) {
+  check_newton_input(mat);
+  TORCH_CHECK(iters >= 0, "newton_inverse: iters must be >= 0, got ", iters);
+  const Tensor b = mat.to(compute_dtype({mat}));
+  // alpha = 1.8 / (max_i sum_j |B_ij|)^2, per matrix, from B itself.
+  const Tensor max_row = b.abs().sum(2).amax(1);
+  const Tensor alpha = (max_row.pow(2).reciprocal() * kNewtonAlphaScale)
+                           .view({-1, 1, 1});
+  const Tensor p =
+      b + at::eye(b.size(1), b.options()).mul_(ridge).unsqueeze(0);
+  Tensor v = alpha * p;
+  Tensor vp = at::empty_like(v), next = at::empty_like(v);
+  for (int64_t i = 0; i < iters; ++i) {
+    at::bmm_out(vp, v, p);
+    // next = 2 v - (v p) v
+    at::baddbmm_out(next, v, vp, v, /*beta=*/2, /*alpha=*/-1);
+    std::swap(v, next);
+  }
+  return v;
+}
+
+Tensor newton_inverse_backward_aten(const Tensor& grad, const Tensor& inv) {
+  // The iterate is treated as the exact inverse: dB = -V^T G V^T.
+  const Tensor inv_t = inv.transpose(1, 2);
+  return at::bmm(at::bmm(inv_t, grad.to(inv.scalar_type())), inv_t).neg_();
+}
+
+}  // namespace soft_mm

@@ -1,0 +1,55 @@
+// Copyright (c) soft_mm contributors. All rights reserved.
+// Table of the CPU micro-kernels, one instance per instruction set.
+//
+// The extension is compiled with the compiler's baseline flags, so the same
+// kernel source (soft_attention_cpu_kernel.h) is compiled twice: once for
+// the baseline and, with GCC on x86-64, once more with AVX2+FMA enabled for
+// just those functions. The table is picked at run time from CPUID, the way
+// ATen dispatches its own CPU kernels.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SOFT_MM_CPU_AVX2 1
+#else
+#define SOFT_MM_CPU_AVX2 0
+#endif
+
+namespace soft_mm {
+namespace cpu {
+
+// Rows of exp(-|x - y|^2 / 2): x is (rows, d) row-major, yt the landmarks
+// transposed and zero-padded to (d, mp), y_sq their squared norms (mp),
+// out (rows, m) row-major.
+template <typename T>
+using GaussianRowsFn = void (*)(const T* x, int64_t rows, int64_t d,
+                                const T* yt, const T* y_sq, int64_t m,
+                                int64_t mp, T* out);
+// All Newton steps for one m x m matrix; work holds 4 * mp * mp elements.
+template <typename T>
+using NewtonMatrixFn = void (*)(const T* mat, int64_t m, int64_t mp,
+                                int64_t iters, double ridge, T* work, T* out);
+
+struct KernelTable {
+  const char* isa;
+  GaussianRowsFn<float> gaussian_rows_f;
+  GaussianRowsFn<double> gaussian_rows_d;
+  NewtonMatrixFn<float> newton_matrix_f;
+  NewtonMatrixFn<double> newton_matrix_d;
+};
+
+const KernelTable& base_kernels();
+#if SOFT_MM_CPU_AVX2
+const KernelTable& avx2_kernels();
+#endif
+
+// Padding of the landmark dimension: a multiple of the widest vector (8
+// floats) so inner loops have a fixed trip count and need no tail.
+constexpr int64_t kColBlock = 8;
+inline int64_t padded(int64_t m) {
+  return (m + kColBlock - 1) / kColBlock * kColBlock;
+}
+
+}  // namespace cpu
+}  // namespace soft_mm

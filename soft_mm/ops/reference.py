@@ -1,0 +1,189 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""Pure-PyTorch SOFT attention core: the oracle every kernel is tested against.
+
+Shapes used throughout:
+
+- ``q``: queries (and keys, SOFT has ``K = Q``), ``(B, h, n, d)``, already
+  scaled by ``d ** -0.25``.
+- ``landmarks``: the sampled queries ``Q~``, ``(B, h, m, d)``.
+- ``v``: values, ``(B, h, n, dv)``.
+
+The attention is ``X = (A @ B^-1) @ (A^T @ V)`` with the Gaussian kernels
+``A = exp(-D(Q, Q~) / 2)`` (n x m) and ``B = exp(-D(Q~, Q~) / 2)`` (m x m),
+``B^-1`` being SOFT's fixed 20-step Newton iteration (see ``SOFT.md`` s. 3-4).
+"""
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+#: The iteration count of the published models; part of the model itself.
+NEWTON_ITERS = 20
+#: Ridge added to the landmark kernel before inversion.
+NEWTON_RIDGE = 0.01
+
+
+def compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype the kernels run in: float64 if any input is, else float32.
+
+    Half and bfloat16 inputs are promoted because the Newton iteration's
+    error grows like ``eps * cond(B)`` (cond up to ~5e3).
+    """
+    if any(t.dtype == torch.float64 for t in tensors):
+        return torch.float64
+    return torch.float32
+
+
+def pairwise_sq_dist(x: Tensor, y: Tensor) -> Tensor:
+    """Squared Euclidean distances ``||x_i - y_j||^2``, clamped at 0.
+
+    Args:
+        x (Tensor): ``(..., n, d)``.
+        y (Tensor): ``(..., m, d)``.
+
+    Returns:
+        Tensor: ``(..., n, m)`` in the dtype of the inputs.
+    """
+    x_sq = x.pow(2).sum(-1, keepdim=True)
+    y_sq = y.pow(2).sum(-1, keepdim=True).transpose(-1, -2)
+    # The matmul form loses precision to cancellation; the clamp keeps the
+    # exponent below never positive, as the fused kernels do.
+    dist = torch.baddbmm(
+        (x_sq + y_sq).flatten(0, -3), x.flatten(0, -3),
+        y.flatten(0, -3).transpose(-1, -2), alpha=-2.0)
+    return dist.view(*x.shape[:-1], y.shape[-2]).clamp_min(0)
+
+
+def gaussian_kernel(x: Tensor, y: Tensor) -> Tensor:
+    """``exp(-||x_i - y_j||^2 / 2)`` for all pairs.
+
+    Args:
+        x (Tensor): ``(..., n, d)``.
+        y (Tensor): ``(..., m, d)``.
+
+    Returns:
+        Tensor: ``(..., n, m)`` with entries in ``(0, 1]``.
+    """
+    return torch.exp(-0.5 * pairwise_sq_dist(x, y))
+
+
+def newton_alpha(mat: Tensor) -> Tensor:
+    """Per-matrix step ``alpha = 0.9 * 2 / (max_i sum_j |B_ij|)^2``."""
+    max_row_sum = mat.abs().sum(-1).amax(-1)
+    return (1.8 / max_row_sum.pow(2))[..., None, None]
+
+
+@torch.no_grad()
+def newton_iterate(mat: Tensor,
+                   iters: int = NEWTON_ITERS,
+                   ridge: float = NEWTON_RIDGE) -> Tensor:
+    """Run SOFT's Newton-Schulz iteration for ``(mat + ridge * I)^-1``.
+
+    ``alpha`` is taken from ``mat`` itself, ``V0 = alpha * P`` and each step
+    is ``V <- 2V - V P V``. No autograd: see :func:`newton_inverse`.
+
+    Args:
+        mat (Tensor): ``(..., m, m)`` symmetric matrices.
+        iters (int): Number of iterations. Defaults to 20.
+        ridge (float): Diagonal ridge. Defaults to 0.01.
+
+    Returns:
+        Tensor: The iterate ``V_iters``, same shape and dtype as ``mat``.
+    """
+    eye = torch.eye(mat.shape[-1], dtype=mat.dtype, device=mat.device)
+    p = mat + ridge * eye
+    v = newton_alpha(mat) * p
+    for _ in range(iters):
+        v = 2 * v - v @ p @ v
+    return v
+
+
+class NewtonInverse(torch.autograd.Function):
+    """Newton inverse with SOFT's analytic backward ``dB = -V^T G V^T``.
+
+    The forward runs the fixed iteration without recording it; the backward
+    treats the result as the exact inverse of ``B + ridge * I``.
+    """
+
+    @staticmethod
+    def forward(ctx, mat: Tensor, iters: int, ridge: float) -> Tensor:
+        inv = newton_iterate(mat, iters, ridge)
+        ctx.save_for_backward(inv)
+        return inv
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        inv, = ctx.saved_tensors
+        inv_t = inv.transpose(-1, -2)
+        return -(inv_t @ grad @ inv_t), None, None
+
+
+def newton_inverse(mat: Tensor,
+                   iters: int = NEWTON_ITERS,
+                   ridge: float = NEWTON_RIDGE) -> Tensor:
+    """Differentiable SOFT Newton inverse of ``mat + ridge * I``.
+
+    Args:
+        mat (Tensor): ``(..., m, m)``.
+        iters (int): Number of iterations. Defaults to 20.
+        ridge (float): Diagonal ridge. Defaults to 0.01.
+
+    Returns:
+        Tensor: ``(..., m, m)``.
+    """
+    return NewtonInverse.apply(mat, iters, ridge)
+
+
+def landmark_inverse(landmarks: Tensor,
+                     newton_iters: int = NEWTON_ITERS,
+                     norm: bool = False) -> Tensor:
+    """The (optionally degree-normalised) inverse of the landmark kernel.
+
+    Args:
+        landmarks (Tensor): ``(B, h, m, d)`` in the compute dtype.
+        newton_iters (int): Newton iterations. Defaults to 20.
+        norm (bool): SOFT-Norm: ``Dg^-1/2 B^-1 Dg^-1/2`` with
+            ``Dg = rowsum(B)``. Defaults to False.
+
+    Returns:
+        Tensor: ``(B, h, m, m)``.
+    """
+    kernel = gaussian_kernel(landmarks, landmarks)
+    inv = newton_inverse(kernel, newton_iters)
+    if norm:
+        deg_isqrt = kernel.sum(-1).rsqrt()
+        inv = deg_isqrt[..., :, None] * inv * deg_isqrt[..., None, :]
+    return inv
+
+
+def soft_attention_reference(q: Tensor,
+                             landmarks: Tensor,
+                             v: Tensor,
+                             newton_iters: int = NEWTON_ITERS,
+                             norm: bool = False) -> Tensor:
+    """SOFT attention composed from PyTorch ops.
+
+    The kernels and the m x m work run in float32 (float64 for float64
+    inputs) with autocast disabled; the two n-sized products run in the
+    dtype of ``v`` (or the ambient autocast dtype).
+
+    Args:
+        q (Tensor): ``(B, h, n, d)`` scaled queries.
+        landmarks (Tensor): ``(B, h, m, d)``.
+        v (Tensor): ``(B, h, n, dv)``.
+        newton_iters (int): Newton iterations. Defaults to 20.
+        norm (bool): Use SOFT-Norm. Defaults to False.
+
+    Returns:
+        Tensor: ``(B, h, n, dv)``.
+    """
+    dtype = compute_dtype(q, landmarks)
+    with torch.autocast(q.device.type, enabled=False):
+        q32, lm32 = q.to(dtype), landmarks.to(dtype)
+        kernel_ql = gaussian_kernel(q32, lm32)
+        inv = landmark_inverse(lm32, newton_iters, norm)
+        # (A B^-1) is n x m: cheap, and kept in the accurate dtype.
+        weights = kernel_ql @ inv
+    # Association order (A B^-1)(A^T V) keeps memory O(n m).
+    context = kernel_ql.to(v.dtype).transpose(-1, -2) @ v
+    return weights.to(v.dtype) @ context
