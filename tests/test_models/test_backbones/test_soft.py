@@ -1,0 +1,267 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+import copy
+
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from soft_mm.models import SOFT
+from soft_mm.models.backbones.soft_block import SoftAttention, SoftBlock
+
+REFERENCE_PARAMS_M = dict(
+    tiny=13.07, small=24.11, medium=45.81, large=64.70, huge=87.11)
+
+
+def build_classifier(arch, **backbone_kwargs):
+    return MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='SOFT', arch=arch, **backbone_kwargs),
+            head=dict(
+                type='LinearClsHead', num_classes=1000, in_channels=512)))
+
+
+@pytest.mark.parametrize('arch', sorted(REFERENCE_PARAMS_M))
+def test_param_counts_match_reference(arch):
+    model = build_classifier(arch)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert round(params, 2) == REFERENCE_PARAMS_M[arch]
+
+
+def test_arch_table_and_errors():
+    small = SOFT(arch='small')
+    assert small.depths == [1, 3, 7, 4]
+    assert SOFT.arch_zoo['medium']['embed_dims'][2] == 288
+    with pytest.raises(KeyError, match='unknown arch'):
+        SOFT(arch='gigantic')
+    with pytest.raises(KeyError, match='missing'):
+        SOFT(arch=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 1, 1]))
+    with pytest.raises(KeyError, match='unknown arch keys'):
+        SOFT(arch=dict(**SOFT.arch_zoo['tiny'], window=7))
+    with pytest.raises(ValueError, match='4 values'):
+        SOFT(arch=dict(SOFT.arch_zoo['tiny'], depths=[1, 2, 3]))
+    with pytest.raises(TypeError):
+        SOFT(arch=3)
+    with pytest.raises(ValueError, match='out_type'):
+        SOFT(out_type='raw')
+    with pytest.raises(ValueError, match='outside'):
+        SOFT(out_indices=(4, ))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        SOFT(frozen_stages=4)
+    with pytest.raises(ValueError, match='drop_mode'):
+        SOFT(soft_drop_mode='spatial')
+
+
+def test_official_small_depths_as_custom_arch():
+    arch = dict(SOFT.arch_zoo['small'], depths=[1, 3, 20, 4])
+    model = build_classifier(arch)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert 38.5 < params < 39.5  # the official code's 38.9 M
+
+
+def tiny_custom(**kwargs):
+    """A narrow SOFT for fast structural tests."""
+    arch = dict(
+        embed_dims=[16, 32, 64, 64],
+        num_heads=[1, 2, 2, 2],
+        depths=[1, 1, 2, 1],
+        stem_channels=8)
+    return SOFT(arch=arch, **kwargs)
+
+
+@pytest.mark.parametrize('size', [(224, 224), (256, 256), (256, 309),
+                                  (97, 131)])
+def test_featmap_shapes_and_strides(size):
+    model = tiny_custom(out_indices=(0, 1, 2, 3), out_type='featmap')
+    model.eval()
+    H, W = size
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, H, W))
+    assert len(outs) == 4
+    h, w = H, W
+    for i, (out, dims) in enumerate(zip(outs, model.embed_dims)):
+        # Stride-2 3x3 convs with padding 1: ceil per halving.
+        for _ in range(2 if i == 0 else 1):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        assert out.shape == (2, dims, h, w), (i, out.shape)
+
+
+def test_out_types_and_indices():
+    x = torch.randn(1, 3, 64, 96)
+    model = tiny_custom(out_indices=-1, out_type='cls_token').eval()
+    cls_out, = model(x)
+    assert cls_out.shape == (1, 64)
+    model.out_type = 'featmap'
+    fmap, = model(x)
+    assert fmap.shape == (1, 64, 2, 3)
+    model.out_type = 'avg_featmap'
+    avg, = model(x)
+    torch.testing.assert_close(avg, fmap.flatten(2).mean(-1))
+    model = tiny_custom(out_indices=(2, 0)).eval()
+    assert model.out_indices == (0, 2)
+    outs = model(x)
+    assert [o.shape[1] for o in outs] == [16, 64]
+
+
+def test_tiny_sizes_below_sampling_ratio():
+    # 32x32 gives a 8x8 stage-1 map (= sr), 16x16 gives 4x4 (< sr 8): the
+    # landmark map is padded to one cell instead of being empty.
+    model = tiny_custom(out_indices=(0, 1, 2, 3), out_type='featmap').eval()
+    for size in (32, 16, 9):
+        outs = model(torch.randn(1, 3, size, size))
+        assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_pos_embed_resized_bilinear():
+    model = tiny_custom(out_indices=(0, ), out_type='featmap').eval()
+    x = torch.randn(1, 10 * 12, 16)
+    out = model.add_pos_embed(x, 0, (10, 12))
+    table = model.pos_embeds[0].reshape(1, 56, 56, 16).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(
+        table, size=(10, 12), mode='bilinear', align_corners=False)
+    torch.testing.assert_close(out - x, expected.flatten(2).transpose(1, 2))
+    # Stage 4 keeps the cls slot as it is.
+    x4 = torch.zeros(1, 1 + 3 * 5, 64)
+    out4 = model.add_pos_embed(x4, 3, (3, 5))
+    torch.testing.assert_close(out4[:, 0], model.pos_embeds[3][:, 0])
+
+
+def test_drop_rate_schedule_and_modes():
+    model = SOFT(arch='tiny', drop_path_rate=0.3)
+    rates = torch.linspace(0, 0.3, 8).tolist()
+    blocks = [b for stage in model.stages for b in stage]
+    for block, rate in zip(blocks[:6], rates[:6]):
+        assert isinstance(block.drop, torch.nn.Dropout)
+        assert block.drop.p == pytest.approx(rate)
+    for block, rate in zip(blocks[6:], rates[6:]):
+        assert block.drop_path.drop_prob == pytest.approx(rate)
+    model = SOFT(arch='tiny', drop_path_rate=0.3, soft_drop_mode='drop_path')
+    assert model.stages[2][2].drop.drop_prob == pytest.approx(rates[5])
+
+
+def test_frozen_stages_and_norm_eval():
+    model = tiny_custom(frozen_stages=1, norm_eval=True)
+    model.train()
+    for i in range(2):
+        assert not model.pos_embeds[i].requires_grad
+        for module in (model.patch_embeds[i], model.stages[i]):
+            assert not module.training
+            assert all(not p.requires_grad for p in module.parameters())
+    assert model.stages[2].training
+    assert all(p.requires_grad for p in model.stages[2].parameters())
+    assert model.cls_token.requires_grad
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            assert not m.training
+    model = tiny_custom(frozen_stages=3)
+    model.train()
+    assert not model.cls_token.requires_grad
+    assert all(not p.requires_grad for p in model.parameters())
+
+
+def test_with_cp_gives_same_gradients():
+    torch.manual_seed(0)
+    model = tiny_custom(out_indices=(0, 1, 2, 3), out_type='featmap',
+                        drop_path_rate=0.)
+    model_cp = copy.deepcopy(model)
+    model_cp.with_cp = True
+    x = torch.randn(2, 3, 64, 64)
+    for m in (model, model_cp):
+        m.train()
+        sum(o.square().mean() for o in m(x)).backward()
+    for (name, p), p_cp in zip(model.named_parameters(),
+                               model_cp.parameters()):
+        torch.testing.assert_close(p.grad, p_cp.grad, msg=name)
+
+
+def test_get_layer_depth():
+    model = SOFT(arch='tiny')
+    num_layers = sum(model.depths) + 2
+    assert model.get_layer_depth('backbone.patch_embeds.0.projection.0.'
+                                 'conv.weight', 'backbone.') == (0, num_layers)
+    assert model.get_layer_depth('backbone.stages.0.0.attn.q.weight',
+                                 'backbone.')[0] == 1
+    assert model.get_layer_depth('backbone.patch_embeds.1.projection.0.'
+                                 'conv.weight', 'backbone.')[0] == 1
+    assert model.get_layer_depth('backbone.stages.2.1.norm1.weight',
+                                 'backbone.')[0] == 1 + 2 + 1 + 1
+    assert model.get_layer_depth('backbone.stages.3.1.mlp.fc1.weight',
+                                 'backbone.')[0] == 8
+    assert model.get_layer_depth('backbone.norm.weight',
+                                 'backbone.')[0] == num_layers - 1
+    assert model.get_layer_depth('head.fc.weight',
+                                 'backbone.')[0] == num_layers - 1
+
+
+def test_init_weights_reference_init():
+    model = tiny_custom()
+    model.init_weights()
+    linear = model.stages[0][0].attn.q
+    assert linear.bias.abs().max() == 0
+    assert 0.01 < linear.weight.std() < 0.03
+    assert model.pos_embeds[0].abs().max() > 0
+    assert torch.all(model.stages[1][0].norm1.weight == 1)
+
+
+def test_soft_norm_differs_only_in_normalisation(monkeypatch):
+    torch.manual_seed(0)
+    plain = tiny_custom(out_type='featmap').eval()
+    normed = tiny_custom(out_type='featmap', attn_norm=True).eval()
+    normed.load_state_dict(plain.state_dict())
+    assert set(plain.state_dict()) == set(normed.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    assert not torch.allclose(plain(x)[0], normed(x)[0])
+    # Switching the flag on the plain model reproduces SOFT-Norm exactly.
+    for m in plain.modules():
+        if isinstance(m, SoftAttention):
+            m.attn_norm = True
+    torch.testing.assert_close(plain(x)[0], normed(x)[0])
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_forward_close_to_fp32(dtype):
+    torch.manual_seed(0)
+    model = SOFT(arch='tiny', out_type='featmap').eval()
+    model.init_weights()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ref = model(x)[0]
+        with torch.autocast('cpu', dtype=dtype):
+            out = model(x)[0]
+    assert torch.isfinite(out).all()
+    rel = (out.float() - ref).norm() / ref.norm()
+    assert rel < 0.05, rel
+
+
+def test_soft_block_shapes():
+    block = SoftBlock(64, 2, sr_ratio=4, local_kernel=5, attn_norm=True)
+    x = torch.randn(2, 12 * 10, 64)
+    assert block(x, (12, 10)).shape == x.shape
+
+
+def test_landmark_grid_bounds_landmarks():
+    attn = SoftAttention(64, 2, sr_ratio=2, local_kernel=3, landmark_grid=7)
+    q = torch.randn(1, 2, 50 * 40, 32)
+    assert attn.sample_landmarks(q, (50, 40)).shape == (1, 2, 49, 32)
+    # At or below grid * sr the bounded mode is the official one.
+    official = SoftAttention(64, 2, sr_ratio=2, local_kernel=3)
+    official.load_state_dict(attn.state_dict())
+    q = torch.randn(1, 2, 14 * 14, 32)
+    torch.testing.assert_close(
+        attn.sample_landmarks(q, (14, 14)),
+        official.sample_landmarks(q, (14, 14)))
+    assert official.sample_landmarks(
+        torch.randn(1, 2, 50 * 40, 32), (50, 40)).shape[2] == 25 * 20
+
+
+def test_builds_from_config_with_custom_imports_and_scope():
+    from mmengine.config import Config
+    from mmengine.registry import MODELS as ROOT_MODELS
+    cfg = Config(
+        dict(
+            custom_imports=dict(imports=['soft_mm'],
+                                allow_failed_imports=False),
+            model=dict(type='mmpretrain.SOFT', arch='tiny')))
+    backbone = ROOT_MODELS.build(cfg.model)
+    assert isinstance(backbone, SOFT)
