@@ -89,24 +89,31 @@ def get_extensions() -> list:
 def add_mim_extension() -> None:
     """Copy tools/, configs/ and model-index.yml to ``soft_mm/.mim``.
 
-    ``mim train|test soft_mm`` finds them there in an installed wheel. For
-    editable installs (``develop``) mim cannot use the package path, so
-    nothing is copied.
+    ``mim train|test soft_mm`` looks for the training/test scripts in
+    ``<installed soft_mm>/.mim/tools`` and finds a bare config file name
+    under the installed package, so wheels and sdists carry copies (made
+    fresh on every build from a source checkout; an sdist, which has no
+    top-level tools/ or configs/, keeps the copies it shipped with).
+    Editable installs (``pip install -e``, ``develop``) are skipped: mim
+    resolves a package to ``<site-packages>/soft_mm``, which an editable
+    install does not create, so mim cannot use them either way.
     """
     if 'develop' in sys.argv or any('editable' in a for a in sys.argv):
         return
     mim_path = osp.join(ROOT, 'soft_mm', '.mim')
-    os.makedirs(mim_path, exist_ok=True)
+    # Byte code, and the CI helpers that only make sense in a checkout.
+    ignore = shutil.ignore_patterns('__pycache__', '*.pyc', 'ci')
     for name in ('tools', 'configs', 'model-index.yml'):
         src, dst = osp.join(ROOT, name), osp.join(mim_path, name)
         if not osp.exists(src):
             continue
-        if osp.isdir(dst):
-            shutil.rmtree(dst)
-        elif osp.exists(dst):
+        os.makedirs(mim_path, exist_ok=True)
+        if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
         if osp.isdir(src):
-            shutil.copytree(src, dst)
+            shutil.copytree(src, dst, ignore=ignore)
         else:
             shutil.copyfile(src, dst)
 

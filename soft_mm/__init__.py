@@ -11,6 +11,6 @@ from .version import __version__, version_info
 
 register_mmengine_safe_globals()
 
-from . import datasets, models  # noqa: E402,F401
+from . import datasets, engine, models  # noqa: E402,F401
 
 __all__ = ['__version__', 'version_info']

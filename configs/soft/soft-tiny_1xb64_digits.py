@@ -40,3 +40,12 @@ default_hooks = dict(
 )
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+custom_hooks = [
+    # Same BN statistics on every rank, so the checkpoint is the model that
+    # was validated.
+    dict(type='SyncBuffersHook'),
+    # Resume continues the random streams too (mmengine does not save them).
+    dict(type='RNGStateHook'),
+    # Stop at the first NaN/inf loss, naming the step.
+    dict(type='CheckInvalidLossHook'),
+]

@@ -9,6 +9,7 @@ Python: fake (meta) kernels for tracing, and the backward formulas through
 for float64 inputs); the wrappers below cast gradients back to the dtype of
 each input.
 """
+import importlib
 from typing import Optional, Tuple
 
 import torch
@@ -20,7 +21,9 @@ from .reference import NEWTON_ITERS, NEWTON_RIDGE
 EXT_ERROR: Optional[str] = None
 
 try:
-    from soft_mm import _ext
+    # import_module, not `from soft_mm import _ext`: while soft_mm is still
+    # initialising the latter reports a misleading "circular import".
+    _ext = importlib.import_module('soft_mm._ext')
 except (ImportError, OSError) as e:  # not built, or built for another torch
     _ext = None
     EXT_ERROR = f'{type(e).__name__}: {e}'

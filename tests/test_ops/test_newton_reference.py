@@ -99,6 +99,7 @@ def test_attention_matches_definition(norm):
 
 
 def test_attention_autocast_keeps_kernels_fp32():
+    torch.manual_seed(0)
     q = torch.randn(1, 2, 64, 32)
     lm = torch.randn(1, 2, 4, 32)
     v = torch.randn(1, 2, 64, 32)

@@ -12,9 +12,14 @@
 #include "soft_attention_common.h"
 #include "soft_attention_cpu.h"
 
+// The kernels pass 32-byte GCC vectors between inline functions; without
+// AVX that is a (harmless, internal-only) ABI note that GCC warns about.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
 #define SOFT_CPU_ISA base
 #include "soft_attention_cpu_kernel.h"
 #undef SOFT_CPU_ISA
+#pragma GCC diagnostic pop
 
 namespace soft_mm {
 namespace cpu {

@@ -140,39 +140,48 @@ inline void gaussian_rows(const T* x, int64_t rows, int64_t d, const T* yt,
   }
 }
 
+// kGaussRows rows x NC columns of c = a @ b (or 2 * twice - a @ b).
+template <typename T, int NC>
+inline void matmul_block(const T* const* ap, int64_t nr, const T* b, T* c,
+                         const T* twice, int64_t m, int64_t mp, int64_t j0) {
+  using V = typename VecOf<T>::type;
+  constexpr int lanes = sizeof(V) / sizeof(T);
+  constexpr int nv = NC / lanes;
+  V acc[kGaussRows][nv] = {};
+  for (int64_t k = 0; k < m; ++k) {
+    V bv[nv];
+    for (int v = 0; v < nv; ++v) bv[v] = load<V>(b + k * mp + j0 + v * lanes);
+    for (int r = 0; r < kGaussRows; ++r) {
+      const V av = splat<V>(ap[r][k]);
+      for (int v = 0; v < nv; ++v) acc[r][v] += av * bv[v];
+    }
+  }
+  for (int r = 0; r < nr; ++r) {
+    for (int v = 0; v < nv; ++v) {
+      const int64_t off = r * mp + j0 + v * lanes;
+      V res = acc[r][v];
+      if (twice) res = splat<V>(T(2)) * load<V>(twice + off) - res;
+      store<V>(c + off, res);
+    }
+  }
+}
+
 // c = a @ b on mp-strided, zero-padded matrices, writing rows < m only.
 // With `twice` set, c = 2 * twice - a @ b instead (the Newton update).
 template <typename T>
 inline void small_matmul(const T* a, const T* b, T* c, const T* twice,
                          int64_t m, int64_t mp) {
-  using V = typename VecOf<T>::type;
-  constexpr int nv = kCol * sizeof(T) / sizeof(V);
-  constexpr int lanes = sizeof(V) / sizeof(T);
-  for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
-    const int64_t nr = m - i0 < kRowBlock ? m - i0 : kRowBlock;
-    const T* ap[kRowBlock];
-    for (int r = 0; r < kRowBlock; ++r)
+  for (int64_t i0 = 0; i0 < m; i0 += kGaussRows) {
+    const int64_t nr = m - i0 < kGaussRows ? m - i0 : kGaussRows;
+    const T* ap[kGaussRows];
+    for (int r = 0; r < kGaussRows; ++r)
       ap[r] = a + (i0 + (r < nr ? r : nr - 1)) * mp;
-    for (int64_t j0 = 0; j0 < mp; j0 += kCol) {
-      V acc[kRowBlock][nv] = {};
-      for (int64_t k = 0; k < m; ++k) {
-        V bv[nv];
-        for (int v = 0; v < nv; ++v)
-          bv[v] = load<V>(b + k * mp + j0 + v * lanes);
-        for (int r = 0; r < kRowBlock; ++r) {
-          const V av = splat<V>(ap[r][k]);
-          for (int v = 0; v < nv; ++v) acc[r][v] += av * bv[v];
-        }
-      }
-      for (int r = 0; r < nr; ++r) {
-        for (int v = 0; v < nv; ++v) {
-          const int64_t off = (i0 + r) * mp + j0 + v * lanes;
-          V res = acc[r][v];
-          if (twice) res = splat<V>(T(2)) * load<V>(twice + off) - res;
-          store<V>(c + off, res);
-        }
-      }
-    }
+    const int64_t off = i0 * mp;
+    const T* tw = twice ? twice + off : nullptr;
+    int64_t j0 = 0;
+    for (; j0 + 2 * kCol <= mp; j0 += 2 * kCol)
+      matmul_block<T, 2 * kCol>(ap, nr, b, c + off, tw, m, mp, j0);
+    if (j0 < mp) matmul_block<T, kCol>(ap, nr, b, c + off, tw, m, mp, j0);
   }
 }
 

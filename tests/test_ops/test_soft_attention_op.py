@@ -1,0 +1,512 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""The compiled SOFT attention kernels against the pure-PyTorch reference.
+
+CPU tests need ``soft_mm._ext`` (``python setup.py build_ext --inplace``):
+``test_extension_is_built`` fails if it is missing, the rest then skip. CUDA
+tests run whenever a GPU and the CUDA kernels are present.
+"""
+import importlib
+import os
+import warnings
+
+import pytest
+import torch
+
+from soft_mm.ops import ext, reference, soft_attention
+from soft_mm.ops.reference import soft_attention_reference
+
+sa_module = importlib.import_module('soft_mm.ops.soft_attention')
+
+needs_ext = pytest.mark.skipif(
+    not ext.ext_available(), reason=f'soft_mm._ext not built: {ext.EXT_ERROR}')
+needs_cuda = pytest.mark.skipif(
+    not (torch.cuda.is_available() and 'cuda' in ext.ext_device_types()),
+    reason='needs a CUDA GPU and soft_mm._ext built with CUDA')
+
+# Relative tolerance (max abs error / max abs value) per compute dtype.
+RTOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+
+# (B, h, n, m, d): SOFT-tiny at 224 (stages 1-3), then awkward shapes.
+TINY_SHAPES = [(1, 2, 3136, 49, 32), (1, 4, 784, 49, 32),
+               (2, 10, 196, 49, 32)]
+AWKWARD_SHAPES = [(2, 3, 57, 1, 32), (1, 2, 100, 37, 16), (2, 1, 64, 50, 8),
+                  (1, 1, 1, 7, 32), (1, 1, 130, 64, 32), (1, 2, 70, 65, 4)]
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).abs().max() /
+            b.double().abs().max().clamp_min(1e-30)).item()
+
+
+def make_inputs(shape, dtype, seed=0, lm_scale=0.3, device='cpu'):
+    """q, landmarks, v like SOFT's (q already scaled by d ** -0.25)."""
+    b, h, n, m, d = shape
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, n, d, generator=g, dtype=torch.float64) * 0.3
+    lm = torch.randn(b, h, m, d, generator=g, dtype=torch.float64) * lm_scale
+    v = torch.randn(b, h, n, d, generator=g, dtype=torch.float64)
+    return [t.to(device=device, dtype=dtype).requires_grad_() for t in
+            (q, lm, v)]
+
+
+def run_with_grads(fn, inputs, seed=1):
+    out = fn(*inputs)
+    g = torch.Generator().manual_seed(seed)
+    grad_out = torch.randn(out.shape, generator=g, dtype=torch.float64).to(
+        device=out.device, dtype=out.dtype)
+    grads = torch.autograd.grad(out, inputs, grad_out)
+    return [out.detach()] + [gr for gr in grads]
+
+
+@pytest.fixture(params=['avx2', 'base'])
+def cpu_isa(request):
+    """Run a test with each CPU instruction set this machine supports."""
+    if not ext.ext_available():
+        pytest.skip(f'soft_mm._ext not built: {ext.EXT_ERROR}')
+    before = ext.get_cpu_isa()
+    if not ext.set_cpu_isa(request.param):
+        pytest.skip(f'CPU lacks {request.param}')
+    yield request.param
+    ext.set_cpu_isa(before)
+
+
+def test_cuda_present_when_required():
+    """tools/gpu/check.sh sets SOFT_MM_REQUIRE_CUDA=1: no silent skips."""
+    if os.environ.get('SOFT_MM_REQUIRE_CUDA') == '1':
+        assert torch.cuda.is_available(), 'no CUDA device'
+        assert 'cuda' in ext.ext_device_types(), (
+            f'soft_mm._ext has no CUDA kernels: {ext.ext_device_types()}, '
+            f'{ext.EXT_ERROR}')
+
+
+def test_extension_is_built():
+    assert ext.ext_available(), (
+        'soft_mm._ext did not load; build it with `python setup.py '
+        f'build_ext --inplace`: {ext.EXT_ERROR}')
+    assert 'cpu' in ext.ext_device_types()
+
+
+# ---------------------------------------------------------------------------
+# Gaussian kernel and Newton inverse ops.
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('shape', [(2, 300, 49, 32), (3, 17, 1, 5),
+                                   (1, 1, 37, 32), (2, 64, 64, 3)])
+def test_gaussian_kernel(cpu_isa, dtype, shape):
+    nb, n, m, d = shape
+    g = torch.Generator().manual_seed(n + m)
+    x = (torch.randn(nb, n, d, generator=g) * 0.3).to(dtype).requires_grad_()
+    y = (torch.randn(nb, m, d, generator=g) * 0.3).to(dtype).requires_grad_()
+    got = run_with_grads(ext.gaussian_kernel, [x, y])
+    want = run_with_grads(reference.gaussian_kernel, [x, y])
+    for a, b in zip(got, want):
+        assert a.dtype == dtype
+        assert rel_err(a, b) < RTOL[dtype]
+
+
+def test_gaussian_kernel_equal_points_clamped(cpu_isa):
+    """Identical points give ~1 and never more (exponent clamped at 0).
+
+    The dot-product identity cancels |y|^2 terms: its error is ~eps |y|^2.
+    """
+    y = torch.randn(2, 9, 32) * 3
+    k = ext.gaussian_kernel(y, y)
+    assert (k <= 1).all()
+    atol = 1e-6 * y.pow(2).sum(-1).max().item()
+    torch.testing.assert_close(
+        k.diagonal(dim1=-2, dim2=-1), torch.ones(2, 9), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('m', [1, 7, 37, 49, 50, 64, 70])
+def test_newton_inverse(cpu_isa, dtype, m):
+    g = torch.Generator().manual_seed(m)
+    lm = torch.randn(3, m, 32, generator=g, dtype=torch.float64) * 0.3
+    mat = reference.gaussian_kernel(lm, lm).to(dtype).requires_grad_()
+    got = run_with_grads(lambda b: ext.newton_inverse(b), [mat])
+    want = run_with_grads(lambda b: reference.newton_inverse(b), [mat])
+    for a, b in zip(got, want):
+        assert rel_err(a, b) < RTOL[dtype] * 10
+    # Converged here, so it is the inverse of B + 0.01 I.
+    eye = torch.eye(m, dtype=torch.float64)
+    residual = got[0].double() @ (mat.detach().double() + 0.01 * eye) - eye
+    assert residual.abs().max() < (1e-8 if dtype == torch.float64 else 1e-3)
+
+
+def test_newton_inverse_fixed_steps_not_converged(cpu_isa):
+    """Ill-conditioned B: the 20-step iterate (not the inverse) is matched."""
+    lm = torch.randn(2, 49, 32, dtype=torch.float64) * 0.02
+    mat = reference.gaussian_kernel(lm, lm)
+    got = ext.newton_inverse(mat)
+    want = reference.newton_iterate(mat)
+    assert rel_err(got, want) < 1e-10
+    exact = torch.linalg.inv(mat + 0.01 * torch.eye(49, dtype=mat.dtype))
+    assert rel_err(got, exact) > 1e-3  # far from the exact inverse
+
+
+def test_newton_inverse_iters_and_ridge(cpu_isa):
+    lm = torch.randn(2, 20, 8, dtype=torch.float64)
+    mat = reference.gaussian_kernel(lm, lm)
+    for iters, ridge in [(0, 0.01), (1, 0.01), (7, 0.5)]:
+        got = ext.newton_inverse(mat, iters, ridge)
+        want = reference.newton_iterate(mat, iters, ridge)
+        assert rel_err(got, want) < 1e-12
+
+
+# ---------------------------------------------------------------------------
+# The fused op against soft_attention_reference.
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('norm', [False, True])
+@pytest.mark.parametrize('shape', TINY_SHAPES + AWKWARD_SHAPES)
+def test_soft_attention_matches_reference(dtype, norm, shape):
+    """float64: equal to rounding. float32: no less accurate than the
+    float32 reference, both measured against the float64 reference (some
+    awkward shapes, e.g. 65 landmarks in d=4, are ill-conditioned)."""
+    if not ext.ext_available():
+        pytest.skip(f'soft_mm._ext not built: {ext.EXT_ERROR}')
+    inputs = make_inputs(shape, dtype, seed=sum(shape))
+    got = run_with_grads(
+        lambda q, lm, v: soft_attention(q, lm, v, norm=norm, impl='cpu'),
+        inputs)
+
+    def ref(*t):
+        return soft_attention_reference(*t, norm=norm)
+
+    want = run_with_grads(ref, inputs)
+    exact = run_with_grads(
+        ref, [t.detach().double().requires_grad_() for t in inputs])
+    for name, a, b, c in zip(['out', 'q', 'landmarks', 'v'], got, want,
+                             exact):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        if dtype == torch.float64:
+            assert rel_err(a, b) < RTOL[dtype], (name, rel_err(a, b))
+        else:
+            err, ref_err = rel_err(a, c), rel_err(b, c)
+            assert err < 2 * ref_err + RTOL[dtype], (name, err, ref_err)
+
+
+@needs_ext
+def test_soft_attention_ill_conditioned_float64():
+    """Clustered landmarks (20 steps far from converged), float64."""
+    inputs = make_inputs((1, 2, 200, 49, 32), torch.float64, lm_scale=0.02)
+    for norm in (False, True):
+        got = run_with_grads(
+            lambda *t: soft_attention(*t, norm=norm, impl='cpu'), inputs)
+        want = run_with_grads(
+            lambda *t: soft_attention_reference(*t, norm=norm), inputs)
+        for a, b in zip(got, want):
+            assert rel_err(a, b) < 1e-8
+
+
+@needs_ext
+def test_soft_attention_non_contiguous():
+    q, lm, v = make_inputs((2, 3, 40, 11, 16), torch.float64)
+    # Views like the backbone's head split: (B, n, h, d).transpose(1, 2).
+    qt = q.detach().transpose(1, 2).contiguous().transpose(1, 2)
+    vt = v.detach()[..., ::2]
+    lt = lm.detach().transpose(2, 3).contiguous().transpose(2, 3)
+    inputs = [t.requires_grad_() for t in (qt, lt, vt)]
+    assert not any(t.is_contiguous() for t in inputs)
+    got = run_with_grads(lambda *t: soft_attention(*t, impl='cpu'), inputs)
+    want = run_with_grads(soft_attention_reference, inputs)
+    for a, b in zip(got, want):
+        assert rel_err(a, b) < 1e-10
+
+
+@needs_ext
+def test_soft_attention_mixed_dtypes():
+    """float32 q/landmarks with float64 v compute (and return) in float64."""
+    q, lm, v = make_inputs((1, 2, 30, 9, 8), torch.float64)
+    q32, lm32 = q.detach().float(), lm.detach().float()
+    out = soft_attention(q32, lm32, v.detach(), impl='cpu')
+    assert out.dtype == torch.float64
+    want = soft_attention_reference(q32.double(), lm32.double(), v.detach())
+    assert rel_err(out, want) < 1e-10
+
+
+@needs_ext
+@pytest.mark.parametrize('norm', [False, True])
+def test_soft_attention_autocast_bf16(norm):
+    """Under CPU autocast the op takes bf16 inputs, computes in fp32.
+
+    Tolerances: against the op on the same bf16 values upcast to fp32 only
+    the bf16 rounding of the output (2^-8) separates them, < 1e-2; against
+    the fp32 model the bf16 projections' rounding enters too, < 5e-2.
+    """
+    torch.manual_seed(0)
+    b, h, n, m, d = 2, 2, 196, 49, 32
+    x = torch.randn(b, n, h * d)
+    proj = torch.nn.Linear(h * d, 2 * h * d)
+    lm = torch.randn(b, h, m, d) * 0.3
+
+    def attention(x, lm):
+        q, v = proj(x).view(b, n, 2, h, d).permute(2, 0, 3, 1, 4)
+        return soft_attention(q * 0.2, lm, v, norm=norm, impl='cpu')
+
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        q, v = proj(x).view(b, n, 2, h, d).permute(2, 0, 3, 1, 4)
+        assert q.dtype == torch.bfloat16
+        out_bf16 = soft_attention(q * 0.2, lm, v, norm=norm, impl='cpu')
+        xg = x.clone().requires_grad_()
+        attention(xg, lm).float().square().sum().backward()
+    assert out_bf16.dtype == torch.bfloat16
+    assert torch.isfinite(out_bf16).all() and torch.isfinite(xg.grad).all()
+    same_inputs = soft_attention((q * 0.2).float(), lm, v.float(), norm=norm,
+                                 impl='cpu')
+    assert rel_err(out_bf16, same_inputs) < 1e-2
+    assert rel_err(out_bf16, attention(x, lm)) < 5e-2
+
+
+# ---------------------------------------------------------------------------
+# gradcheck (float64, small, well conditioned so that 20 Newton steps have
+# converged and the analytic inverse gradient is the true derivative).
+
+
+def spread_inputs(norm_seed=0, b=1, h=2, n=6, m=4, d=5):
+    g = torch.Generator().manual_seed(norm_seed)
+    lm = torch.randn(b, h, m, d, generator=g, dtype=torch.float64) * 1.5
+    # Queries near the landmarks, so the kernel entries are not tiny.
+    idx = torch.randint(0, m, (n, ), generator=g)
+    q = lm[:, :, idx] + 0.4 * torch.randn(
+        b, h, n, d, generator=g, dtype=torch.float64)
+    v = torch.randn(b, h, n, 3, generator=g, dtype=torch.float64)
+    return [t.requires_grad_() for t in (q, lm, v)]
+
+
+@needs_ext
+@pytest.mark.parametrize('norm', [False, True])
+def test_gradcheck_soft_attention(norm):
+    inputs = spread_inputs()
+    assert torch.autograd.gradcheck(
+        lambda *t: soft_attention(*t, norm=norm, impl='cpu'), inputs)
+
+
+@needs_ext
+def test_gradcheck_gaussian_and_newton():
+    q, lm, _ = spread_inputs()
+    assert torch.autograd.gradcheck(ext.gaussian_kernel,
+                                    [q[0].detach().requires_grad_(),
+                                     lm[0].detach().requires_grad_()])
+    mat = reference.gaussian_kernel(lm[0], lm[0]).detach().requires_grad_()
+    assert torch.autograd.gradcheck(ext.newton_inverse, [mat])
+
+
+# ---------------------------------------------------------------------------
+# The ATen-only path (Ascend kernels, CUDA fallback), checked on CPU.
+
+
+@needs_ext
+def test_aten_path_matches_reference():
+    aten = ext._ext
+    x = torch.randn(2, 50, 16, dtype=torch.float64) * 0.3
+    y = torch.randn(2, 37, 16, dtype=torch.float64) * 0.3
+    k = aten.gaussian_kernel_aten(x, y)
+    assert rel_err(k, reference.gaussian_kernel(x, y)) < 1e-12
+    grad = torch.randn_like(k)
+    gx, gy = aten.gaussian_kernel_backward_aten(grad, x, y, k)
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    wx, wy = torch.autograd.grad(reference.gaussian_kernel(xr, yr), (xr, yr),
+                                 grad)
+    assert rel_err(gx, wx) < 1e-12 and rel_err(gy, wy) < 1e-12
+    mat = reference.gaussian_kernel(y, y)
+    assert rel_err(aten.newton_inverse_aten(mat, 20, 0.01),
+                   reference.newton_iterate(mat)) < 1e-12
+
+
+# ---------------------------------------------------------------------------
+# torch.compile and torch.export.
+
+
+@needs_ext
+def test_torch_compile_fullgraph():
+    torch._dynamo.reset()
+    inputs = make_inputs((1, 2, 64, 9, 8), torch.float32)
+
+    def fn(q, lm, v):
+        return soft_attention(q, lm, v, impl='cpu').tanh() * 2
+
+    # aot_eager traces the fake kernels and the registered backward (the
+    # inductor backend adds only C++ codegen time on top of that).
+    compiled = torch.compile(fn, fullgraph=True, backend='aot_eager')
+    got = run_with_grads(compiled, inputs)
+    want = run_with_grads(fn, inputs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+class TinyAttention(torch.nn.Module):
+
+    def __init__(self, dim=16, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.qv = torch.nn.Linear(dim, 2 * dim)
+        self.pool = torch.nn.AvgPool1d(4)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, v = self.qv(x).view(b, n, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        lm = self.pool(q.flatten(0, 1).transpose(1, 2)).transpose(1, 2)
+        lm = lm.reshape(b, self.heads, -1, q.shape[-1])
+        out = soft_attention(q, lm, v, impl='cpu', norm=True)
+        return out.transpose(1, 2).reshape(b, n, c)
+
+
+@needs_ext
+def test_torch_export():
+    model = TinyAttention().eval()
+    x = torch.randn(2, 32, 16)
+    exported = torch.export.export(model, (x, ))
+    graph = str(exported.graph)
+    assert 'soft_mm.soft_attention_forward' in graph
+    torch.testing.assert_close(exported.module()(x), model(x))
+
+
+# ---------------------------------------------------------------------------
+# Implementation choice and error paths.
+
+
+@needs_ext
+def test_auto_uses_extension_without_warning():
+    inputs = [t.detach() for t in make_inputs((1, 2, 20, 5, 8),
+                                              torch.float64)]
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        out = soft_attention(*inputs)
+    assert rel_err(out, soft_attention_reference(*inputs)) < 1e-10
+
+
+def test_auto_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(ext, '_ext', None)
+    monkeypatch.setattr(ext, 'EXT_ERROR', 'ImportError: simulated')
+    monkeypatch.setattr(sa_module, '_warned_fallback', set())
+    inputs = [t.detach() for t in make_inputs((1, 2, 20, 5, 8),
+                                              torch.float64)]
+    with pytest.warns(UserWarning, match='simulated') as record:
+        out = soft_attention(*inputs)
+        soft_attention(*inputs)
+    assert len([w for w in record if 'soft_mm._ext' in str(w.message)]) == 1
+    assert rel_err(out, soft_attention_reference(*inputs)) == 0
+    with pytest.raises(RuntimeError, match='needs the soft_mm._ext'):
+        soft_attention(*inputs, impl='cpu')
+
+
+def test_forced_impl_errors():
+    q, lm, v = [t.detach() for t in make_inputs((1, 2, 8, 3, 4),
+                                                torch.float32)]
+    with pytest.raises(ValueError, match="impl='cuda' needs inputs on cuda"):
+        soft_attention(q, lm, v, impl='cuda')
+    with pytest.raises(ValueError, match='unknown impl'):
+        soft_attention(q, lm, v, impl='triton')
+    if 'npu' not in ext.ext_device_types():
+        npu_q = q.to('meta')
+        with pytest.raises(ValueError, match="impl='npu' needs inputs"):
+            soft_attention(npu_q, lm.to('meta'), v.to('meta'), impl='npu')
+
+
+@pytest.mark.parametrize('impl', ['auto', 'reference', 'cpu'])
+def test_input_errors(impl):
+    q, lm, v = [t.detach() for t in make_inputs((1, 2, 8, 3, 4),
+                                                torch.float32)]
+    with pytest.raises(ValueError, match='must be 4-D'):
+        soft_attention(q[0], lm, v, impl=impl)
+    with pytest.raises(TypeError, match='floating point'):
+        soft_attention(q.long(), lm, v, impl=impl)
+    with pytest.raises(ValueError, match='one device'):
+        soft_attention(q, lm.to('meta'), v, impl=impl)
+    with pytest.raises(ValueError, match='share d'):
+        soft_attention(q, lm[..., :3], v, impl=impl)
+    with pytest.raises(ValueError, match='share n'):
+        soft_attention(q, lm, v[:, :, :5], impl=impl)
+    with pytest.raises(ValueError, match=r'share \(B, h\)'):
+        soft_attention(q, lm[:, :1], v, impl=impl)
+    with pytest.raises(ValueError, match='at least one landmark'):
+        soft_attention(q, lm[:, :, :0], v, impl=impl)
+    with pytest.raises(ValueError, match='newton_iters'):
+        soft_attention(q, lm, v, impl=impl, newton_iters=-1)
+
+
+@needs_ext
+def test_op_level_errors():
+    ops = torch.ops.soft_mm
+    with pytest.raises(RuntimeError, match='must be 3-D'):
+        ops.gaussian_kernel(torch.randn(4, 3), torch.randn(1, 4, 3))
+    with pytest.raises(RuntimeError, match='share N and d'):
+        ops.gaussian_kernel(torch.randn(1, 4, 3), torch.randn(1, 4, 2))
+    with pytest.raises(RuntimeError, match='floating point'):
+        ops.gaussian_kernel(torch.ones(1, 4, 3, dtype=torch.int32),
+                            torch.randn(1, 4, 3))
+    with pytest.raises(RuntimeError, match=r'\(N, m, m\)'):
+        ops.newton_inverse(torch.randn(2, 3, 4), 20, 0.01)
+    with pytest.raises(RuntimeError, match='iters must be >= 0'):
+        ops.newton_inverse(torch.randn(2, 3, 3), -1, 0.01)
+
+
+# ---------------------------------------------------------------------------
+# CUDA (run wherever a GPU and the CUDA kernels are present).
+
+
+@needs_cuda
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('norm', [False, True])
+@pytest.mark.parametrize('shape', TINY_SHAPES + AWKWARD_SHAPES +
+                         [(64, 2, 3136, 49, 32)])
+def test_cuda_soft_attention_matches_reference(dtype, norm, shape):
+    # Both sides in true fp32 (no TF32) so the comparison is meaningful.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    inputs = make_inputs(shape, dtype, seed=sum(shape), device='cuda')
+    got = run_with_grads(
+        lambda *t: soft_attention(*t, norm=norm, impl='cuda'), inputs)
+    want = run_with_grads(
+        lambda *t: soft_attention_reference(*t, norm=norm), inputs)
+    for name, a, b in zip(['out', 'q', 'landmarks', 'v'], got, want):
+        tol = RTOL[dtype] * (10 if name == 'landmarks' else 1)
+        # __expf (fast math) is ~2 ulp: float32 gets a little more room.
+        tol *= 5 if dtype == torch.float32 else 1
+        assert rel_err(a, b) < tol, (name, rel_err(a, b))
+
+
+@needs_cuda
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32,
+                                   torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('m', [1, 37, 49, 64, 65, 100])
+def test_cuda_kernels(dtype, m):
+    """Gaussian kernel and Newton inverse (shared-memory kernel up to m=64,
+    batched-GEMM fallback beyond) on every input dtype, against the
+    reference run on the same values in the compute dtype."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    g = torch.Generator().manual_seed(m)
+    x = (torch.randn(3, 777, 32, generator=g) * 0.3).to('cuda', dtype)
+    y = (torch.randn(3, m, 32, generator=g) * 0.3).to('cuda', dtype)
+    xr, yr = x.to(acc).requires_grad_(), y.to(acc).requires_grad_()
+    xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+    k = ext.gaussian_kernel(xs, ys)
+    want = reference.gaussian_kernel(xr, yr)
+    assert k.dtype == acc
+    assert rel_err(k, want) < RTOL[acc] * 5
+    grad = torch.randn_like(want)
+    gx, gy = torch.autograd.grad(k, (xs, ys), grad)
+    wx, wy = torch.autograd.grad(want, (xr, yr), grad)
+    assert gx.dtype == dtype and gy.dtype == dtype
+    tol = RTOL[acc] * 50 if dtype in (torch.float64, torch.float32) else 1e-2
+    assert rel_err(gx, wx) < tol and rel_err(gy, wy) < tol
+    mat = reference.gaussian_kernel(yr.detach(), yr.detach())
+    inv = ext.newton_inverse(mat.to(dtype))
+    want_inv = reference.newton_iterate(mat.to(dtype).to(acc))
+    assert rel_err(inv, want_inv) < RTOL[acc] * 50
+
+
+@needs_cuda
+def test_cuda_autocast_and_compile():
+    inputs = make_inputs((2, 2, 196, 49, 32), torch.float32, device='cuda')
+    with torch.autocast('cuda', dtype=torch.float16):
+        out = soft_attention(*[t.half() for t in inputs], impl='cuda')
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    fp32 = soft_attention(*inputs, impl='cuda')
+    assert rel_err(out, fp32) < 2e-2
+    compiled = torch.compile(
+        lambda *t: soft_attention(*t, impl='cuda'), fullgraph=True)
+    torch.testing.assert_close(compiled(*inputs), fp32)

@@ -1,0 +1,235 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""Benchmark the SOFT attention op: fused extension kernel vs the PyTorch
+reference, eager and under ``torch.compile``, side by side.
+
+For each SOFT-tiny attention stage (1-3) at each input size and batch, it
+times forward and forward+backward (median of ``--repeat`` runs after
+warm-up) and measures the peak memory of one run, then prints a markdown
+table with the reference/fused ratios.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs;
+on CPU the peak resident set (``VmHWM``, reset through
+``/proc/self/clear_refs``) above the resident set before the run, with
+glibc told to return every allocation >= 64 KiB to the OS (the script
+re-executes itself with ``MALLOC_MMAP_THRESHOLD_``), so that RSS follows
+the live tensors. Linux only; elsewhere memory is reported as n/a.
+
+Examples::
+
+    # CPU, small: SOFT-tiny stages at 224, batch 1 and 4
+    python tools/analysis_tools/benchmark_ops.py --device cpu --sizes 224 \\
+        --batches 1 4
+    # GPU, the full grid
+    python tools/analysis_tools/benchmark_ops.py --device cuda \\
+        --sizes 224 512 1024 --batches 1 64
+"""
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+
+import torch
+
+# Run from a checkout without installing: the repository root on the path.
+sys.path.insert(
+    0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+
+# SOFT-tiny stages with SOFT attention: (heads, landmark ratio sr); d = 32.
+STAGES = {1: (2, 8), 2: (4, 4), 3: (10, 2)}
+HEAD_DIM = 32
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--sizes', type=int, nargs='+', default=[224])
+    parser.add_argument('--batches', type=int, nargs='+', default=[1])
+    parser.add_argument('--stages', type=int, nargs='+', default=[1, 2, 3])
+    parser.add_argument('--dtype', default='float32',
+                        choices=['float32', 'float16', 'bfloat16'],
+                        help='input dtype (half types run under autocast)')
+    parser.add_argument('--repeat', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--norm', action='store_true', help='SOFT-Norm')
+    parser.add_argument('--no-compile', action='store_true',
+                        help='skip the torch.compile reference')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch.set_num_threads for CPU runs')
+    return parser.parse_args()
+
+
+def stage_shape(size, stage, batch):
+    """(B, h, n, m, d) of a SOFT-tiny stage at a square input size."""
+    heads, sr = STAGES[stage]
+    res = size // (4 * 2**(stage - 1))
+    return batch, heads, res * res, (res // sr)**2, HEAD_DIM
+
+
+# ---- memory -------------------------------------------------------------
+
+
+def _status_kib(field):
+    with open('/proc/self/status') as f:
+        return int(re.search(rf'{field}:\s+(\d+)', f.read()).group(1))
+
+
+def cpu_memory_supported():
+    return sys.platform.startswith('linux') and os.access(
+        '/proc/self/clear_refs', os.W_OK)
+
+
+def peak_memory_mib(fn, device):
+    """Peak memory (MiB) that one call of ``fn`` adds to what is live."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    if not cpu_memory_supported():
+        return float('nan')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    base = _status_kib('VmRSS')
+    fn()
+    return (_status_kib('VmHWM') - base) / 1024
+
+
+# ---- timing -------------------------------------------------------------
+
+
+def median_ms(fn, device, repeat, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def make_runner(attn, q, lm, v, backward, autocast_dtype):
+    """A closure running one forward (and backward) of ``attn``."""
+
+    def run():
+        with torch.autocast(q.device.type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            out = attn(q, lm, v)
+        if backward:
+            out.float().sum().backward()
+            q.grad = lm.grad = v.grad = None
+        return None
+
+    return run
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device)
+    if (device.type == 'cpu' and cpu_memory_supported()
+            and 'MALLOC_MMAP_THRESHOLD_' not in os.environ):
+        # Fixed mmap threshold: large frees go back to the OS, so RSS tracks
+        # live tensors (glibc otherwise raises the threshold and keeps them).
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from soft_mm.ops import ext, soft_attention
+    from soft_mm.ops.reference import soft_attention_reference
+    if device.type not in ext.ext_device_types():
+        sys.exit(f'soft_mm._ext has no {device.type} kernels '
+                 f'(built for {ext.ext_device_types()}): {ext.EXT_ERROR}')
+    impl = device.type
+    dtype = getattr(torch, args.dtype)
+    autocast_dtype = None if dtype == torch.float32 else dtype
+
+    def fused(q, lm, v):
+        return soft_attention(q, lm, v, norm=args.norm, impl=impl)
+
+    def eager(q, lm, v):
+        return soft_attention_reference(q, lm, v, norm=args.norm)
+
+    variants = [('fused', fused), ('reference', eager)]
+    if not args.no_compile:
+        # Re-created (and dynamo reset) per shape in bench_shape: one static
+        # graph per shape and pass, never the recompile limit's eager fallback.
+        variants.append(('ref+compile', eager))
+
+    print(f'# soft_mm benchmark_ops: device={describe(device)}, '
+          f'torch {torch.__version__}, dtype={args.dtype}, norm={args.norm}, '
+          f'threads={torch.get_num_threads()}, median of {args.repeat}')
+    header = ('| size | stage | B | h | n | m | pass | ' +
+              ' | '.join(f'{name} ms' for name, _ in variants) + ' | ' +
+              ' | '.join(f'{name} MiB' for name, _ in variants) +
+              ' | ref/fused time | ref/fused mem |' +
+              (' compiled/fused time |' if not args.no_compile else ''))
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
+    for size in args.sizes:
+        for stage in args.stages:
+            for batch in args.batches:
+                shape = stage_shape(size, stage, batch)
+                bench_shape(shape, size, stage, variants, device, dtype,
+                            autocast_dtype, args)
+
+
+def bench_shape(shape, size, stage, variants, device, dtype, autocast_dtype,
+                args):
+    b, h, n, m, d = shape
+    gen = torch.Generator().manual_seed(0)
+    q = (torch.randn(b, h, n, d, generator=gen) * 0.3).to(device, dtype)
+    lm = (torch.randn(b, h, m, d, generator=gen) * 0.3).to(device, dtype)
+    v = torch.randn(b, h, n, d, generator=gen).to(device, dtype)
+    for backward in (False, True):
+        for t in (q, lm, v):
+            t.requires_grad_(backward)
+        times, mems = [], []
+        for name, attn in variants:
+            if name == 'ref+compile':
+                torch._dynamo.reset()
+                attn = torch.compile(attn, dynamic=False)
+            run = make_runner(attn, q, lm, v, backward, autocast_dtype)
+            try:
+                times.append(median_ms(run, device, args.repeat,
+                                       args.warmup))
+                mems.append(peak_memory_mib(run, device))
+            except Exception as e:  # e.g. out of memory: report, go on
+                print(f'<!-- {name} failed at {shape}: '
+                      f'{type(e).__name__}: {str(e)[:200]} -->')
+                times.append(float('nan'))
+                mems.append(float('nan'))
+        row = [size, stage, b, h, n, m, 'fwd+bwd' if backward else 'fwd']
+        row += [f'{t:.2f}' for t in times] + [f'{x:.1f}' for x in mems]
+        row += [f'{times[1] / times[0]:.2f}x', f'{mems[1] / mems[0]:.2f}x'
+                if mems[0] > 0 else 'n/a']
+        if len(times) > 2:
+            row.append(f'{times[2] / times[0]:.2f}x')
+        print('| ' + ' | '.join(map(str, row)) + ' |', flush=True)
+
+
+def describe(device):
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = re.search(r'model name\s*:\s*(.*)', f.read()).group(1)
+    except (OSError, AttributeError):
+        pass
+    return f'{model}, {os.cpu_count()} logical CPUs'
+
+
+if __name__ == '__main__':
+    main()

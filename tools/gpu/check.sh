@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# GPU check of soft_mm's SOFT attention op, for a CUDA machine that has only
+# this repository (and a CUDA build of torch, or network access to pip):
+#   1. build soft_mm._ext with its CUDA kernels, in place;
+#   2. run tests/test_ops with the CUDA tests required (not skipped);
+#   3. run tools/analysis_tools/benchmark_ops.py on the GPU.
+# Results go to $OUT (default work_dirs/gpu_check): build.log, tests.log,
+# benchmark_*.md.
+#
+#   bash tools/gpu/check.sh
+#   QUICK=1 bash tools/gpu/check.sh      # benchmark at 224 only
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-work_dirs/gpu_check}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+
+echo "== environment"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  echo "torch missing: installing requirements/build.txt (needs network)"
+  "$PY" -m pip install -r requirements/build.txt
+fi
+if ! "$PY" -c 'import mmengine, mmcv, pytest' 2>/dev/null; then
+  "$PY" -m pip install -r requirements/runtime.txt -r requirements/tests.txt
+fi
+"$PY" - <<'PY'
+import torch
+print('torch', torch.__version__, 'cuda', torch.version.cuda)
+assert torch.cuda.is_available(), 'no CUDA device visible to torch'
+print('device', torch.cuda.get_device_name(0),
+      'capability %d.%d' % torch.cuda.get_device_capability(0))
+PY
+
+echo "== build (in place, CUDA forced)"
+ARCH="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$ARCH}"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+start=$(date +%s)
+FORCE_CUDA=1 "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || {
+  tail -n 50 "$OUT/build.log"; echo "build failed (see $OUT/build.log)"; exit 1; }
+echo "built for sm_${TORCH_CUDA_ARCH_LIST} in $(( $(date +%s) - start ))s"
+"$PY" -c "from soft_mm.ops import ext; \
+assert 'cuda' in ext.ext_device_types(), ext.EXT_ERROR; \
+print('kernels for', ext.ext_device_types())"
+
+echo "== tests (CUDA tests required)"
+# -rs lists skips; SOFT_MM_REQUIRE_CUDA turns the CUDA skips into failures.
+set +e
+SOFT_MM_REQUIRE_CUDA=1 "$PY" -m pytest tests/test_ops -q -rs \
+  2>&1 | tee "$OUT/tests.log"
+tests_rc=${PIPESTATUS[0]}
+set -e
+
+echo "== benchmark"
+if [ "${QUICK:-0}" = 1 ]; then SIZES="224"; else SIZES="224 512 1024"; fi
+# torch.compile of the reference recompiles per shape: only at 224.
+"$PY" tools/analysis_tools/benchmark_ops.py --device cuda --sizes 224 \
+  --batches 1 64 --repeat 20 | tee "$OUT/benchmark_224.md"
+"$PY" tools/analysis_tools/benchmark_ops.py --device cuda --sizes $SIZES \
+  --batches 1 64 --repeat 10 --no-compile | tee "$OUT/benchmark_sizes.md"
+"$PY" tools/analysis_tools/benchmark_ops.py --device cuda --sizes 224 \
+  --batches 64 --dtype bfloat16 --repeat 20 --no-compile \
+  | tee "$OUT/benchmark_224_bf16.md"
+echo "== done: results in $OUT (tests exit status $tests_rc)"
+exit "$tests_rc"
