@@ -1,0 +1,112 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""Classify one image with mmpretrain's ImageClassificationInferencer.
+
+Example::
+
+    python demo/image_demo.py demo/digit.png \
+        configs/soft/soft-tiny_1xb64_digits.py work_dirs/.../best.pth \
+        --topk 3 --show-dir vis/
+
+Prints the top-k labels and scores; ``--show-dir`` saves the image with the
+prediction drawn on it. The checkpoint is loaded strictly (a checkpoint of
+another architecture is an error, not a silent random model); original
+SOFT files load through ``soft-official://`` / ``soft-mindspore://``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Image classification demo')
+    parser.add_argument('img', help='image file')
+    parser.add_argument('config', help='config file (with a test pipeline)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--topk', type=int, default=5, help='labels to show')
+    parser.add_argument(
+        '--show-dir', default=None,
+        help='save the image with the prediction drawn to this folder')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--cfg-options', nargs='+', default=[])
+    return parser.parse_args(argv)
+
+
+class DemoError(Exception):
+    """A one-line, user-facing error."""
+
+
+def read_image(path: str):
+    """Decode ``path`` (BGR) or raise :class:`DemoError` naming it."""
+    import mmcv
+    if not osp.isfile(path):
+        raise DemoError(f'{path}: no such image file')
+    try:
+        img = mmcv.imread(path)
+    except Exception as e:  # decoders raise several types
+        raise DemoError(f'{path}: cannot decode the image: {e}') from None
+    if img is None or img.size == 0:
+        raise DemoError(f'{path}: cannot decode the image (not an image, '
+                        'or corrupt)')
+    return img
+
+
+def dataset_classes(cfg, meta: dict):
+    """Class names: the checkpoint's ``dataset_meta``, else the test
+    dataset's ``METAINFO``, else None."""
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    if classes:
+        return list(classes)
+    try:
+        from mmpretrain.registry import DATASETS
+        dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
+        return list(dataset_cls.METAINFO.get('classes') or []) or None
+    except Exception:  # no test dataset in the config
+        return None
+
+
+def build_inferencer(args):
+    from mmpretrain.apis import ImageClassificationInferencer
+
+    from soft_mm.models.utils.deploy import (build_classifier_from_config,
+                                             load_config)
+    cfg = load_config(args.config, args.cfg_options)
+    if 'test_dataloader' not in cfg:
+        raise DemoError(f'{args.config}: the config has no test_dataloader '
+                        '(its test pipeline preprocesses the image)')
+    model = build_classifier_from_config(
+        cfg, args.checkpoint, attn_impl=None, device=args.device)
+    model._config = cfg
+    classes = dataset_classes(cfg, model.checkpoint_meta)
+    model._dataset_meta = {'classes': classes} if classes else {}
+    return ImageClassificationInferencer(
+        model, pretrained=False, device=args.device, classes=classes)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from soft_mm.models.utils import CheckpointError
+    try:
+        read_image(args.img)
+        inferencer = build_inferencer(args)
+        result = inferencer(args.img, show_dir=args.show_dir)[0]
+    except (DemoError, CheckpointError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    scores = result['pred_scores']
+    order = scores.argsort()[::-1][:args.topk]
+    classes = inferencer.classes
+    print(f'{args.img}: top-{len(order)}')
+    for rank, idx in enumerate(order, 1):
+        name = classes[idx] if classes else f'class {idx}'
+        print(f'  {rank}. {name} (label {idx}): {scores[idx]:.4f}')
+    if args.show_dir:
+        out = osp.join(args.show_dir,
+                       osp.splitext(osp.basename(args.img))[0] + '.png')
+        print(f'visualization saved to {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,61 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""mmengine checkpoint schemes that convert original SOFT files on load.
+
+With these registered (importing :mod:`soft_mm.models.utils` does it), a
+config can point at an original file directly::
+
+    init_cfg=dict(type='Pretrained',
+                  checkpoint='soft-official://checkpoints/soft_tiny.pth')
+    load_from = 'soft-mindspore://checkpoints/SOFT_tiny.ckpt'
+
+- ``soft-official://PATH``: official PyTorch file, EMA weights when present;
+  ``soft-official-noema://PATH`` takes ``state_dict`` instead. (SOFT-Norm
+  weights load the same way: the flag only matters for the printed hint.)
+- ``soft-mindspore://PATH``: the seed's MindSpore ``.ckpt``.
+
+The result is ``{'state_dict', 'meta'}`` with ImageClassifier names
+(``backbone.*``, ``head.fc.*``); use ``prefix='backbone.'`` in a backbone's
+``init_cfg``.
+"""
+from typing import Optional
+
+from mmengine.runner import CheckpointLoader
+
+from .mindspore_converter import load_mindspore_checkpoint
+from .official_converter import load_official_checkpoint
+
+SCHEMES = {
+    'soft-official://':
+    lambda path: load_official_checkpoint(path, use_ema=True),
+    'soft-official-noema://':
+    lambda path: load_official_checkpoint(path, use_ema=False),
+    'soft-mindspore://': load_mindspore_checkpoint,
+}
+
+
+def load_with_scheme(filename: str) -> Optional[dict]:
+    """Load ``filename`` if it uses one of :data:`SCHEMES`, else None."""
+    for prefix, loader in SCHEMES.items():
+        if filename.startswith(prefix):
+            return loader(filename[len(prefix):])
+    return None
+
+
+def _make_mmengine_loader(prefix: str):
+
+    def loader(filename: str, map_location=None) -> dict:
+        # Tensors are built on the CPU; mmengine moves them when loading.
+        return SCHEMES[prefix](filename[len(prefix):])
+
+    loader.__name__ = 'load_from_' + prefix.rstrip(':/').replace('-', '_')
+    return loader
+
+
+def register_checkpoint_schemes() -> None:
+    """Register :data:`SCHEMES` with ``mmengine.runner.CheckpointLoader``.
+
+    Idempotent (re-registration replaces the loaders).
+    """
+    for prefix in SCHEMES:
+        CheckpointLoader.register_scheme(
+            prefixes=prefix, loader=_make_mmengine_loader(prefix), force=True)

@@ -1,0 +1,117 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""Build a classifier from a config for export, FLOP counting or demos."""
+import argparse
+import contextlib
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+class TensorForward(nn.Module):
+    """``model(x, mode='tensor')`` as a plain module: images in, logits out.
+
+    Args:
+        model (nn.Module): An mmpretrain classifier.
+        softmax (bool): Return class probabilities instead of logits.
+            Defaults to False.
+    """
+
+    def __init__(self, model: nn.Module, softmax: bool = False):
+        super().__init__()
+        self.model = model
+        self.softmax = softmax
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x, mode='tensor')
+        if isinstance(out, (tuple, list)):
+            out = out[-1]
+        return out.softmax(-1) if self.softmax else out
+
+
+def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
+    """``Config.fromfile`` plus ``key=value`` overrides (mmengine syntax)."""
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        ns = argparse.Namespace()
+        DictAction(option_strings=[], dest='opts')(None, ns, list(cfg_options))
+        cfg.merge_from_dict(ns.opts)
+    return cfg
+
+
+def build_classifier_from_config(cfg,
+                                 checkpoint: Optional[str] = None,
+                                 attn_impl: Optional[str] = 'reference',
+                                 device: str = 'cpu') -> nn.Module:
+    """Build ``cfg.model`` in eval mode and load ``checkpoint`` strictly.
+
+    Args:
+        cfg (Config): The config.
+        checkpoint (str, optional): Weights (file or ``soft-official://`` /
+            ``soft-mindspore://`` URL). None keeps the random init.
+        attn_impl (str, optional): Force this SOFT attention implementation
+            (``'reference'`` traces and exports as plain ops). None keeps
+            the config's. Defaults to ``'reference'``.
+        device (str): Device. Defaults to ``'cpu'``.
+
+    Returns:
+        nn.Module: The classifier; the checkpoint's ``meta`` (or ``{}``) is
+        kept as ``model.checkpoint_meta``.
+    """
+    import soft_mm  # noqa: F401  (registers SOFT)
+    from mmpretrain.registry import MODELS
+
+    from .checkpoint_io import load_model_weights
+    model_cfg = cfg.model.copy()
+    backbone = model_cfg.get('backbone', {})
+    if attn_impl is not None and backbone.get('type') == 'SOFT':
+        backbone['attn_impl'] = attn_impl
+    # Weights come from `checkpoint`, never from a pretrained init.
+    if backbone.get('init_cfg') and isinstance(backbone['init_cfg'], dict) \
+            and backbone['init_cfg'].get('type') == 'Pretrained':
+        backbone.pop('init_cfg')
+    model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        model.checkpoint_meta = load_model_weights(model, checkpoint)
+    else:
+        model.init_weights()
+        model.checkpoint_meta = {}
+    return model.to(device).eval()
+
+
+def max_abs_diff(a, b) -> float:
+    """Largest absolute difference of two arrays/tensors, as a float."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape:
+        raise ValueError(f'output shapes differ: {tuple(a.shape)} vs '
+                         f'{tuple(b.shape)}')
+    return float((a - b).abs().max())
+
+
+@contextlib.contextmanager
+def newton_as_plain_ops():
+    """Run SOFT's Newton inverse as plain tensor ops inside this block.
+
+    The reference op wraps the iteration in an autograd Function (for its
+    analytic backward); TorchScript cannot serialise Python Functions. For
+    inference exports the forward alone is needed, which is exactly
+    :func:`soft_mm.ops.reference.newton_iterate` without its no_grad
+    decorator. The patch is undone on exit.
+    """
+    from soft_mm.ops import reference
+    original = reference.newton_inverse
+    iterate = getattr(reference.newton_iterate, '__wrapped__',
+                      reference.newton_iterate)
+
+    def newton_forward_only(mat, iters=reference.NEWTON_ITERS,
+                            ridge=reference.NEWTON_RIDGE):
+        return iterate(mat, iters, ridge)
+
+    reference.newton_inverse = newton_forward_only
+    try:
+        yield
+    finally:
+        reference.newton_inverse = original

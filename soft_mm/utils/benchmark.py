@@ -1,0 +1,332 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""Timing and peak-memory helpers for model benchmarks.
+
+Peak memory is measured honestly on each device:
+
+- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``
+  (tensor memory; the caching allocator's reserve is not counted);
+- CPU: the process's peak resident set (``VmHWM``) during the measured
+  call minus its resident set before it, after resetting the high-water
+  mark through ``/proc/self/clear_refs``. Run each configuration in a
+  fresh process (:func:`run_isolated`) so memory freed by an earlier one and
+  kept by the C allocator cannot hide an allocation. Without
+  ``clear_refs`` (non-Linux) the value is ``nan``.
+"""
+import math
+import multiprocessing as mp
+import queue as queue_mod
+import time
+import traceback
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Dict, Optional
+
+import torch
+
+
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_cpu_peak() -> bool:
+    """Reset this process's peak-RSS mark; False if the OS cannot."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Context manager measuring peak memory above the level at entry.
+
+    Args:
+        device (torch.device | str): Where the work runs.
+
+    Attributes:
+        peak_bytes (float): Peak extra bytes (``nan`` if unmeasurable).
+    """
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.peak_bytes = math.nan
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._ok = reset_cpu_peak()
+            self._base = _status_kib('VmRSS')
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = float(
+                torch.cuda.max_memory_allocated(self.device) - self._base)
+        elif self._ok and self._base is not None:
+            peak = _status_kib('VmHWM')
+            if peak is not None:
+                self.peak_bytes = float(max(peak - self._base, 0) * 1024)
+        return False
+
+
+def synchronize(device) -> None:
+    device = torch.device(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def make_step(model: torch.nn.Module, inputs: torch.Tensor, train: bool,
+              amp_dtype: Optional[torch.dtype]) -> Callable[[], None]:
+    """One forward (inference) or forward+backward (training) call.
+
+    Args:
+        model (nn.Module): Maps images to a tensor or a tuple of tensors.
+        inputs (Tensor): The batch.
+        train (bool): Run backward of the sum of the outputs as well.
+        amp_dtype (torch.dtype, optional): Autocast dtype, None for fp32.
+    """
+    device_type = inputs.device.type
+
+    def outputs_sum(out):
+        if isinstance(out, (tuple, list)):
+            return sum(o.float().sum() for o in out)
+        return out.float().sum()
+
+    def step():
+        ctx = (torch.autocast(device_type, dtype=amp_dtype)
+               if amp_dtype is not None else nullcontext())
+        if train:
+            model.zero_grad(set_to_none=True)
+            with ctx:
+                loss = outputs_sum(model(inputs))
+            loss.backward()
+        else:
+            with torch.no_grad(), ctx:
+                model(inputs)
+
+    return step
+
+
+def measure(step: Callable[[], None],
+            device,
+            iters: int = 5,
+            warmup: int = 2) -> Dict[str, float]:
+    """Time ``step`` and measure its peak memory.
+
+    The first ``warmup`` calls (compilation, allocator warm-up) are not
+    timed; peak memory covers all calls, above the level before the first
+    (model, inputs and, for ``torch.compile``, nothing compiled yet).
+
+    Returns:
+        dict: ``time_s`` (fastest call: the least disturbed by other load
+        on a shared machine), ``mean_s`` and ``peak_bytes``.
+    """
+    if iters < 1:
+        raise ValueError(f'measure: iters must be >= 1, got {iters}')
+    # Peak memory covers the warm-up too: memory the allocator keeps after
+    # the first call would otherwise hide the activations of later ones.
+    with PeakMemory(device) as mem:
+        for _ in range(warmup):
+            step()
+        synchronize(device)
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return dict(
+        time_s=min(times), mean_s=sum(times) / len(times),
+        peak_bytes=mem.peak_bytes)
+
+
+def _child(queue, fn, kwargs):
+    try:
+        queue.put(('ok', fn(**kwargs)))
+    except torch.OutOfMemoryError:
+        queue.put(('oom', 'out of memory'))
+    except MemoryError:
+        queue.put(('oom', 'out of memory'))
+    except Exception as e:  # reported, the benchmark goes on
+        queue.put(('error', f'{type(e).__name__}: {e}'.splitlines()[0] +
+                   ' | ' + traceback.format_exc().splitlines()[-1]))
+
+
+_PRELOAD = ['torch', 'mmpretrain.models', 'soft_mm']
+
+
+def run_isolated(fn: Callable[..., dict],
+                 timeout: Optional[float] = None,
+                 **kwargs) -> tuple:
+    """Run ``fn(**kwargs)`` in a fresh child process.
+
+    A fresh process per configuration makes CPU peak-RSS numbers
+    independent of earlier configurations; a timeout bounds slow ones.
+    Children come from a ``forkserver`` that imported torch, mmpretrain
+    and soft_mm once: cheap to start, and safe (forking a process whose
+    OpenMP pool already ran can deadlock). ``fn`` must be importable
+    (module level) and its arguments picklable.
+
+    Returns:
+        tuple[str, dict | str]: ``('ok', result)``, or ``('oom' | 'error' |
+        'timeout', message)``.
+    """
+    ctx = mp.get_context('forkserver')
+    ctx.set_forkserver_preload(_PRELOAD)
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, kwargs))
+    proc.start()
+    start = time.monotonic()
+    while True:
+        try:
+            status, value = queue.get(timeout=0.2)
+            break
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                status, value = 'error', f'child exited with code {proc.exitcode}'
+                break
+            if timeout is not None and time.monotonic() - start > timeout:
+                proc.kill()
+                status, value = 'timeout', f'took longer than {timeout:.0f} s'
+                break
+    proc.join()
+    if status == 'error' and proc.exitcode and proc.exitcode < 0:
+        value = f'killed by signal {-proc.exitcode} (out of memory?)'
+    return status, value
+
+
+@contextmanager
+def num_threads(n: Optional[int]):
+    """Temporarily set ``torch.set_num_threads``."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def peak_mem_mib(peak_bytes: float) -> float:
+    return peak_bytes / 2**20 if not math.isnan(peak_bytes) else math.nan
+
+
+# ------------------------------------------------ models of tools/analysis_tools/benchmark.py
+# Kept here (importable) because configurations run in child processes.
+
+#: Default models of the classifier comparison and of the backbone mode.
+CLS_MODELS = ('soft-tiny', 'deit-tiny', 'deit-small', 'pcpvt-s', 'swin-t',
+              'pvt-v2-b1')
+BACKBONE_MODELS = ('soft-tiny', 'soft-tiny-grid7', 'pcpvt-s', 'pvt-v2-b1')
+ALL_MODELS = ('soft-tiny', 'soft-tiny-grid7', 'deit-tiny', 'deit-small',
+              'pcpvt-s', 'swin-t', 'pvt-v2-b1')
+#: What the ratios are relative to.
+BASELINE = 'soft-tiny'
+
+
+
+def _classifier(backbone: dict, in_channels: int, neck: bool):
+    from mmpretrain.registry import MODELS
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=backbone,
+        neck=dict(type='GlobalAveragePooling') if neck else None,
+        head=dict(type='LinearClsHead', num_classes=1000,
+                  in_channels=in_channels))
+    return MODELS.build(cfg)
+
+
+def build_bench_model(name: str, mode: str, size):
+    """The benchmarked module (images in, tensor or tuple out).
+
+    Args:
+        name (str): One of :data:`ALL_MODELS`.
+        mode (str): ``'cls'`` (classifier, logits) or ``'backbone'`` (the
+            4 feature maps).
+        size (tuple): Input (H, W); position tables of ViTs are built for it.
+    """
+    import soft_mm  # noqa: F401
+    from soft_mm.models.utils.deploy import TensorForward
+    if name == 'pvt-v2-b1':
+        try:
+            import timm
+        except ImportError:
+            raise RuntimeError('skipped: timm is not installed') from None
+        return timm.create_model(
+            'pvt_v2_b1', pretrained=False, features_only=mode == 'backbone')
+    if name.startswith('soft-tiny'):
+        backbone = dict(type='SOFT', arch='tiny', drop_path_rate=0.)
+        if name == 'soft-tiny-grid7':
+            backbone['landmark_grid'] = 7
+        if mode == 'backbone':
+            backbone.update(out_indices=(0, 1, 2, 3), out_type='featmap')
+        channels, neck = 512, False
+    elif name.startswith('deit'):
+        if mode == 'backbone':
+            raise RuntimeError('skipped: DeiT has no feature pyramid')
+        backbone = dict(type='VisionTransformer', arch=name, img_size=size,
+                        patch_size=16, drop_path_rate=0.)
+        channels, neck = (192 if name == 'deit-tiny' else 384), False
+    elif name == 'pcpvt-s':
+        backbone = dict(type='PCPVT', arch='small', drop_path_rate=0.,
+                        out_indices=(0, 1, 2, 3) if mode == 'backbone' else
+                        (3, ))
+        channels, neck = 512, True
+    elif name == 'swin-t':
+        backbone = dict(type='SwinTransformer', arch='tiny', img_size=size,
+                        drop_path_rate=0., pad_small_map=True,
+                        out_indices=(0, 1, 2, 3) if mode == 'backbone' else
+                        (3, ))
+        channels, neck = 768, True
+    else:
+        raise ValueError(f'unknown model {name!r}')
+    if mode == 'backbone':
+        from mmpretrain.registry import MODELS
+        return MODELS.build(backbone)
+    return TensorForward(_classifier(backbone, channels, neck))
+
+
+def bench_config(name, mode, size, batch, pass_, precision, compile_,
+                 device, iters, warmup, threads):
+    """One configuration (runs in a child process): build, time, measure."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_bench_model(name, mode, size).to(device)
+    model.train(pass_ == 'train')
+    params = sum(p.numel() for p in model.parameters())
+    note = ''
+    impls = {getattr(m, 'attn_impl', None) for m in model.modules()} - {None}
+    if impls:
+        from soft_mm.ops.soft_attention import resolve_impl
+        note = 'soft op: ' + resolve_impl(impls.pop(),
+                                          torch.device(device).type)
+    if compile_ == 'on':
+        model = torch.compile(model)
+    x = torch.randn(batch, 3, *size, device=device)
+    amp_dtype = None
+    if precision == 'amp':
+        amp_dtype = (torch.float16 if torch.device(device).type == 'cuda'
+                     else torch.bfloat16)
+    step = make_step(model, x, pass_ == 'train', amp_dtype)
+    result = measure(step, device, iters=iters, warmup=warmup)
+    result.update(params=params, note=note)
+    return result
+
+
+__all__ = [
+    'PeakMemory', 'make_step', 'measure', 'run_isolated', 'num_threads',
+    'reset_cpu_peak', 'peak_mem_mib', 'build_bench_model', 'bench_config',
+    'CLS_MODELS', 'BACKBONE_MODELS', 'ALL_MODELS', 'BASELINE'
+]

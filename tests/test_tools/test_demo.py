@@ -1,0 +1,95 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""demo/image_demo.py: top-k output, --show-dir, and bad inputs."""
+import importlib.util
+import os.path as osp
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import soft_mm  # noqa: F401
+from soft_mm.models.utils.deploy import (TensorForward,
+                                         build_classifier_from_config,
+                                         load_config)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CFG = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
+
+_spec = importlib.util.spec_from_file_location(
+    'image_demo', osp.join(ROOT, 'demo', 'image_demo.py'))
+DEMO = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(DEMO)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('demo')
+    torch.manual_seed(0)
+    model = build_classifier_from_config(load_config(CFG))
+    classes = [f'digit-{i}' for i in range(10)]
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': {'classes': classes}}},
+               tmp / 'digits.pth')
+    img = (np.random.default_rng(0).random((40, 30, 3)) * 255).astype(
+        np.uint8)
+    cv2.imwrite(str(tmp / 'digit.png'), img)
+    return dict(tmp=tmp, ckpt=tmp / 'digits.pth', img=tmp / 'digit.png',
+                classes=classes, raw=img)
+
+
+def run(capsys, *args):
+    code = DEMO.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_topk_and_show_dir(files, capsys):
+    show = files['tmp'] / 'vis'
+    code, out, err = run(capsys, files['img'], CFG, files['ckpt'], '--topk',
+                         3, '--show-dir', show)
+    assert code == 0, err
+    ranks = re.findall(r'\d\. (digit-\d) \(label (\d)\): ([0-9.]+)', out)
+    assert len(ranks) == 3
+    scores = [float(s) for _, _, s in ranks]
+    assert scores == sorted(scores, reverse=True)
+    assert all(name == f'digit-{label}' for name, label, _ in ranks)
+    # The same scores as the model on the test pipeline (resize to 32x32).
+    model = build_classifier_from_config(
+        load_config(CFG), str(files['ckpt']), attn_impl=None)
+    x = torch.from_numpy(cv2.resize(files['raw'], (32, 32),
+                                    interpolation=cv2.INTER_LINEAR))
+    x = x.permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        data = model.data_preprocessor({'inputs': x.to(torch.uint8)})
+        probs = TensorForward(model)(data['inputs']).softmax(-1)[0]
+    top = probs.argsort(descending=True)[:3]
+    assert [int(label) for _, label, _ in ranks] == top.tolist()
+    np.testing.assert_allclose(scores, probs[top].numpy(), atol=2e-4)
+    vis = cv2.imread(str(show / 'digit.png'))
+    assert vis is not None and vis.shape[2] == 3
+
+
+def test_bad_inputs(files, capsys, tmp_path):
+    bad = tmp_path / 'broken.jpg'
+    bad.write_bytes(b'\xff\xd8\xff not really a jpeg')
+    other_arch = tmp_path / 'tiny1000.pth'
+    model = build_classifier_from_config(load_config(
+        osp.join(ROOT, 'configs', '_base_', 'models', 'soft',
+                 'soft-tiny.py')))
+    torch.save({'state_dict': model.state_dict()}, other_arch)
+    cases = [
+        ((bad, CFG, files['ckpt']), str(bad), 'cannot decode'),
+        ((tmp_path / 'none.png', CFG, files['ckpt']), 'none.png',
+         'no such image'),
+        ((files['img'], CFG, tmp_path / 'no.pth'), 'no.pth', 'no such file'),
+        ((files['img'], CFG, other_arch), str(other_arch),
+         r'does not fit.*head.fc.weight \(1000, 512\) vs \(10, 512\)'),
+    ]
+    for args, name, match in cases:
+        code, out, err = run(capsys, *args)
+        assert code == 1
+        # One error line (other stderr lines may be library warnings).
+        line, = [ln for ln in err.splitlines() if ln.startswith('error:')]
+        assert name in line and re.search(match, line), line

@@ -1,0 +1,70 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""Convert an official SOFT checkpoint (fudan-zvg/SOFT) to soft_mm.
+
+Example::
+
+    python tools/model_converters/soft2mmpretrain.py \
+        soft_tiny.pth.tar checkpoints/soft-tiny_official_in1k.pth
+
+The converted file holds ``{'state_dict', 'meta'}`` with ImageClassifier
+names; the tool prints which config it fits. EMA weights are taken when the
+file has them (``--no-ema`` takes ``state_dict``). The architecture is read
+from the tensor shapes; plain SOFT vs SOFT-Norm is not visible in the keys,
+so say ``--norm`` for SOFT-Norm weights.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+
+from soft_mm.models.utils import (CheckpointError, config_hint,  # noqa: E402
+                                  load_official_checkpoint)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Convert an official SOFT checkpoint to soft_mm '
+        '(mmpretrain) format.')
+    parser.add_argument('src', help='official .pth / .pth.tar file')
+    parser.add_argument('dst', help='output .pth file')
+    parser.add_argument(
+        '--no-ema',
+        action='store_true',
+        help='take "state_dict" instead of the default "state_dict_ema"')
+    parser.add_argument(
+        '--norm',
+        action='store_true',
+        help='the weights are SOFT-Norm (cannot be told from the keys)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        ckpt = load_official_checkpoint(
+            args.src, use_ema=not args.no_ema, attn_norm=args.norm)
+    except CheckpointError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    meta = ckpt['meta']
+    if osp.dirname(args.dst):
+        os.makedirs(osp.dirname(args.dst), exist_ok=True)
+    torch.save(ckpt, args.dst)
+    print(f'read {len(ckpt["state_dict"])} tensors from '
+          f'{meta["source_entry"]} of {args.src}')
+    if meta['source_entry'] == 'state_dict' and not args.no_ema:
+        print('note: the file has no EMA weights; took "state_dict"')
+    if meta['filled']:
+        print(f'note: {len(meta["filled"])} BatchNorm num_batches_tracked '
+              'counters were absent and set to 0 (unused at inference)')
+    print(config_hint(meta))
+    print(f'saved {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
