@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one setup command: install soft_mm, its tested dependency set and the test
 # tools into the active Python, and compile soft_mm's C++ (and, where a CUDA
-# toolkit is found, CUDA) attention op against the installed torch.
+# toolkit and GPU are found, CUDA) attention op against the installed torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # torch must exist before soft_mm's extension is compiled against it, so the
@@ -9,3 +9,9 @@ cd "$(dirname "$0")/.."
 python -m pip install -c requirements/constraints.txt -r requirements/build.txt
 python -m pip install -c requirements/constraints.txt --no-build-isolation \
     -e ".[tests,mim]"
+# An editable install does not compile extensions reliably (setuptools >= 80
+# routes `develop` through an isolated build without torch): build in place.
+python setup.py -q build_ext --inplace
+python -c "import soft_mm.ops as ops, sys; \
+print('soft_mm._ext kernels:', ops.ext_device_types()); \
+sys.exit(0 if ops.ext_available() else 'soft_mm._ext did not build')"

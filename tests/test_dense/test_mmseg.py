@@ -1,0 +1,183 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""SOFT as an mmseg backbone: every config of configs/mmseg builds, gives
+finite losses and predicts; UPerNet trains, validates (with IoUMetric) and
+tests through mmseg's Runner; a checkpoint of another arch is loaded with a
+report of what did not match.
+
+Skipped (with the reason) only when mmseg or mmcv's compiled ops are not
+installed; ``tools/install_mmcv.sh`` installs them.
+"""
+import pytest
+import torch
+from dense_utils import (EMBED_DIMS, SEG_CONFIG_DIR, LogCapture, config_path,
+                         finite_losses, make_record_hook,
+                         require_dense_toolbox, small_resize_pipeline)
+
+require_dense_toolbox('mmseg')
+
+from mmengine.config import Config  # noqa: E402
+from mmengine.dataset import pseudo_collate  # noqa: E402
+from mmengine.model import revert_sync_batchnorm  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from soft_mm.models.backbones import SOFT  # noqa: E402
+
+#: (w, h) the test pipelines resize to and the training crop (h, w); the
+#: images are 80 x 64.
+SCALE = (80, 64)
+CROP = (64, 64)
+NUM_CLASSES = 150
+SEG_CONFIGS = [
+    'upernet_soft-norm-small_4xb4-160k_ade20k-512x512.py',
+    'upernet_soft-norm-medium_4xb4-160k_ade20k-512x512.py',
+    'fpn_soft-norm-small_4xb4-40k_ade20k-512x512.py',
+]
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+
+
+def load_cfg(name: str) -> Config:
+    return Config.fromfile(config_path(SEG_CONFIG_DIR, name))
+
+
+def point_data_at(cfg: Config, ade_root, num_workers: int = 0) -> Config:
+    """Point ``cfg``'s dataloaders at the tiny ADE20K copy and shrink the
+    resize / crop steps and the padded training size."""
+    for split, folder in (('train', 'training'), ('val', 'validation'),
+                          ('test', 'validation')):
+        loader = cfg[f'{split}_dataloader']
+        loader.num_workers = num_workers
+        loader.persistent_workers = False
+        loader.dataset.data_root = str(ade_root)
+        loader.dataset.data_prefix = dict(
+            img_path=f'images/{folder}', seg_map_path=f'annotations/{folder}')
+        loader.dataset.pipeline = small_resize_pipeline(
+            loader.dataset.pipeline, SCALE, CROP)
+    # Training batches are padded to this size: crops must not exceed it.
+    cfg.model.data_preprocessor.size = CROP
+    return cfg
+
+
+def make_batch(cfg: Config, split: str, num: int = 2) -> dict:
+    from mmseg.registry import DATASETS
+    dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
+    assert len(dataset) >= num, f'tiny {split} set has {len(dataset)} images'
+    return pseudo_collate([dataset[i] for i in range(num)])
+
+
+def build_segmentor(cfg: Config):
+    from mmseg.registry import MODELS
+
+    # SyncBN of the heads needs a process group; the Runner reverts it
+    # the same way when not distributed.
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    return model
+
+
+@pytest.mark.parametrize('name', SEG_CONFIGS)
+def test_seg_config_trains_and_predicts(name, ade_root):
+    cfg = load_cfg(name)
+    arch = name.split('soft-norm-')[1].split('_')[0]
+
+    backbone_cfg = cfg.model.backbone
+    assert backbone_cfg.type == 'mmpretrain.SOFT'
+    assert backbone_cfg.arch == arch and backbone_cfg.attn_norm is True
+    assert backbone_cfg.landmark_grid == 7
+    assert tuple(backbone_cfg.out_indices) == (0, 1, 2, 3)
+    assert backbone_cfg.out_type == 'featmap'
+    assert backbone_cfg.init_cfg.prefix == 'backbone.'
+    assert f'soft-norm-{arch}' in backbone_cfg.init_cfg.checkpoint
+    if name.startswith('upernet'):
+        assert list(cfg.model.decode_head.in_channels) == EMBED_DIMS[arch]
+        assert cfg.model.auxiliary_head.in_channels == EMBED_DIMS[arch][2]
+    else:
+        assert list(cfg.model.neck.in_channels) == EMBED_DIMS[arch]
+    assert cfg.model.decode_head.num_classes == NUM_CLASSES
+    assert cfg.model.pretrained is None
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+
+    cfg.model.backbone.init_cfg = None
+    point_data_at(cfg, ade_root)
+    torch.manual_seed(0)
+    model = build_segmentor(cfg)
+    assert isinstance(model.backbone, SOFT)
+    assert model.backbone.embed_dims == EMBED_DIMS[arch]
+
+    with torch.no_grad():
+        model.train()
+        data = model.data_preprocessor(make_batch(cfg, 'train'), True)
+        losses = finite_losses(model(**data, mode='loss'))
+        assert 'decode.loss_ce' in losses
+        if name.startswith('upernet'):
+            assert 'aux.loss_ce' in losses
+        model.eval()
+        results = model.test_step(make_batch(cfg, 'val'))
+    check_predictions(results)
+
+
+def check_predictions(results):
+    assert len(results) == 2
+    for sample in results:
+        h, w = sample.ori_shape
+        assert sample.seg_logits.data.shape == (NUM_CLASSES, h, w)
+        pred = sample.pred_sem_seg.data
+        assert pred.shape == (1, h, w)
+        assert 0 <= int(pred.min()) <= int(pred.max()) < NUM_CLASSES
+
+
+def test_upernet_runner_train_val_test(ade_root, tmp_path):
+    """What mmseg's tools/train.py and tools/test.py do, on the tiny set."""
+    cfg = point_data_at(
+        load_cfg('upernet_soft-norm-small_4xb4-160k_ade20k-512x512.py'),
+        ade_root)
+    cfg.model.backbone.init_cfg = None
+    cfg.work_dir = str(tmp_path)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1,
+                         val_interval=1)
+    cfg.train_dataloader.batch_size = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint = None  # a 200+ MB file otherwise
+    runner = Runner.from_cfg(cfg)
+    record = make_record_hook()
+    runner.register_hook(record)
+    runner.train()
+
+    assert len(record.train_losses) == 1
+    for step in record.train_losses:
+        finite_losses({k: torch.tensor(v) for k, v in step.items()})
+    assert len(record.val_metrics) == 1
+    assert 0.0 <= record.val_metrics[0]['mIoU'] <= 100.0
+
+    test_metrics = runner.test()
+    assert {'aAcc', 'mIoU', 'mAcc'} <= set(test_metrics)
+    assert 0.0 <= test_metrics['aAcc'] <= 100.0
+
+
+def test_wrong_arch_checkpoint_is_reported(soft_norm_tiny_classifier):
+    """Loading a tiny classifier into the small backbone (same widths,
+    fewer blocks) copies what matches and reports every missing block."""
+    classifier, ckpt = soft_norm_tiny_classifier
+    cfg = load_cfg('upernet_soft-norm-small_4xb4-160k_ade20k-512x512.py')
+    cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
+    torch.manual_seed(0)
+    with LogCapture() as log:
+        model = build_segmentor(cfg)
+
+    assert 'do not match' in log.text
+    assert 'missing keys in source state_dict' in log.text
+    # tiny has depths (1, 2, 3, 2), small (1, 3, 7, 4).
+    for block in ('stages.1.2.', 'stages.2.3.', 'stages.2.6.', 'stages.3.3.'):
+        assert block in log.text, f'{block} not reported'
+    # The classifier head is outside the prefix: not reported.
+    assert 'head.fc' not in log.text and 'unexpected key' not in log.text
+
+    expected = classifier.backbone.state_dict()
+    loaded = model.backbone.state_dict()
+    assert torch.equal(loaded['stages.2.2.attn.q.weight'],
+                       expected['stages.2.2.attn.q.weight'])
+    assert torch.equal(loaded['norm.weight'], expected['norm.weight'])
