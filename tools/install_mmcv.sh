@@ -155,7 +155,7 @@ if "$PYTHON" -m pip show mmcv-lite >/dev/null 2>&1; then
     log "uninstalling mmcv-lite (the full mmcv is a superset of it)"
     "$PYTHON" -m pip uninstall -y mmcv-lite
 fi
-INSTALLED="$("$PYTHON" -m pip show mmcv 2>/dev/null | sed -n 's/^Version: //p')"
+INSTALLED="$("$PYTHON" -m pip show mmcv 2>/dev/null | sed -n 's/^Version: //p' || true)"
 if [[ "$INSTALLED" == "$MMCV_VERSION" ]] \
         && "$PYTHON" -c "from mmcv.ops import nms" >/dev/null 2>&1; then
     log "mmcv $MMCV_VERSION with compiled ops is already installed"
