@@ -38,8 +38,13 @@ def parse_requirements(fname: str) -> list:
         return [line for line in lines if line]
 
 
-def get_extensions() -> list:
-    """The ``soft_mm._ext`` extension for the devices this build can target."""
+def get_extensions():
+    """The ``soft_mm._ext`` extension for the devices this build can target.
+
+    Returns:
+        tuple | list: ``([extension], BuildExtension)``, or ``[]`` when
+        nothing is to be built (``SOFT_MM_WITH_OPS=0``, no torch, no sources).
+    """
     if os.getenv('SOFT_MM_WITH_OPS', '1') == '0':
         return []
     try:
