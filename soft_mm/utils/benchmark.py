@@ -12,6 +12,7 @@ Peak memory is measured honestly on each device:
   kept by the C allocator cannot hide an allocation. Without
   ``clear_refs`` (non-Linux) the value is ``nan``.
 """
+import gc
 import math
 import multiprocessing as mp
 import queue as queue_mod
@@ -64,6 +65,9 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
+            # Collect first: a cycle freed by a gc pass inside the window
+            # would lower RSS and hide the allocation being measured.
+            gc.collect()
             self._ok = reset_cpu_peak()
             self._base = _status_kib('VmRSS')
         return self
