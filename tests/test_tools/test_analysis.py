@@ -2,8 +2,10 @@
 """get_flops.py (SOFT's op counted explicitly) and the benchmark helpers."""
 import csv
 import importlib.util
+import os
 import os.path as osp
 import re
+import subprocess
 import sys
 
 import pytest
@@ -85,11 +87,21 @@ def test_get_flops_non_square_grows():
 
 
 def test_peak_memory_cpu_sees_an_allocation():
-    with PeakMemory('cpu') as mem:
-        x = torch.ones(16 * 2**20)  # 64 MiB
-        x += 1
-        del x
-    assert 60 <= mem.peak_bytes / 2**20 < 200
+    # In a fresh process, as benchmark.py measures: a long-lived test process
+    # may serve the allocation from memory that is already resident.
+    code = ('import torch\n'
+            'from soft_mm.utils.benchmark import PeakMemory\n'
+            "with PeakMemory('cpu') as mem:\n"
+            '    x = torch.ones(16 * 2**20)  # 64 MiB\n'
+            '    x += 1\n'
+            '    del x\n'
+            'print(mem.peak_bytes / 2**20)\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak_mib = float(proc.stdout.strip().splitlines()[-1])
+    assert 60 <= peak_mib < 200
 
 
 def test_measure_inference_and_training():
