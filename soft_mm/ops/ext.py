@@ -131,10 +131,15 @@ def _register() -> None:
         ctx.norm = norm
         # The four auxiliary outputs exist only to be saved here.
         ctx.mark_non_differentiable(kernel_ql, kernel_ll, inv, context)
+        # Their gradients would otherwise arrive as zero tensors, one of
+        # them n x m: the largest single allocation of the backward.
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(q, landmarks, v, kernel_ql, kernel_ll, inv,
                               context)
 
     def attention_backward(ctx, grad_out, *unused_aux_grads):
+        if grad_out is None:  # not materialised: nothing flows back
+            return None, None, None, None, None
         q, landmarks, v, kernel_ql, kernel_ll, inv, context = \
             ctx.saved_tensors
         grads = lib_ops.soft_attention_backward(grad_out, q, landmarks, v,

@@ -33,6 +33,14 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_aten(const Tensor& grad,
                                                          const Tensor& x,
                                                          const Tensor& y,
                                                          const Tensor& kernel);
+// The same, given E = grad * kernel (in the compute dtype) directly.
+std::tuple<Tensor, Tensor> gaussian_backward_from_product_aten(
+    const Tensor& e, const Tensor& x, const Tensor& y);
+// The same again for a grad the caller owns and no longer needs: E is
+// formed in grad's storage (grad must be in kernel's dtype). The fused
+// attention backward uses it to keep a single n x m temporary.
+std::tuple<Tensor, Tensor> gaussian_kernel_backward_consume_aten(
+    Tensor& grad, const Tensor& x, const Tensor& y, const Tensor& kernel);
 Tensor newton_inverse_aten(const Tensor& mat, int64_t iters, double ridge);
 Tensor newton_inverse_backward_aten(const Tensor& grad, const Tensor& inv);
 

@@ -20,6 +20,11 @@ constexpr double kNewtonRidge = 0.01;
 // Largest landmark count the single-launch shared-memory Newton kernel takes;
 // larger m falls back to a batched-GEMM loop.
 constexpr int kNewtonSmemMaxM = 64;
+// Largest landmark count the CPU register-blocked Newton kernel takes. Above
+// it MKL's batched GEMMs win (2-core AVX2 EPYC, 20 steps: 1.3 vs 1.7 ms for
+// 4 x 64x64, 3.0 vs 4.0 ms at 96, 38 vs 67 ms at 4 x 256x256), so larger m
+// uses newton_inverse_aten.
+constexpr int kNewtonCpuMaxM = 64;
 
 // Epilogue of the Gaussian kernel from the dot-product identity
 //   exp(-0.5 ||x - y||^2) = exp(x.y - 0.5 |x|^2 - 0.5 |y|^2).

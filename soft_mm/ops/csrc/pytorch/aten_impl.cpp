@@ -50,19 +50,34 @@ Tensor gaussian_kernel_aten(const Tensor& x, const Tensor& y) {
   return out.clamp_max_(0).exp_();
 }
 
+std::tuple<Tensor, Tensor> gaussian_backward_from_product_aten(
+    const Tensor& e, const Tensor& x, const Tensor& y) {
+  // d exp(-|x-y|^2/2) / dx = K (y - x), so with E = G * K:
+  //   dx = E y - rowsum(E) x,   dy = E^T x - colsum(E) y.
+  // The GEMMs accumulate into the rowsum/colsum terms in place: one n x d
+  // and one m x d allocation in all.
+  const auto dtype = e.scalar_type();
+  const Tensor xs = x.to(dtype), ys = y.to(dtype);
+  Tensor gx = xs * e.sum(2, /*keepdim=*/true);
+  gx.baddbmm_(e, ys, /*beta=*/-1);
+  Tensor gy = ys * e.sum(1).unsqueeze(2);
+  gy.baddbmm_(e.transpose(1, 2), xs, /*beta=*/-1);
+  return {gx, gy};
+}
+
 std::tuple<Tensor, Tensor> gaussian_kernel_backward_aten(const Tensor& grad,
                                                          const Tensor& x,
                                                          const Tensor& y,
                                                          const Tensor& kernel) {
-  // d exp(-|x-y|^2/2) / dx = K (y - x), so with E = G * K:
-  //   dx = E y - rowsum(E) x,   dy = E^T x - colsum(E) y.
-  const auto dtype = kernel.scalar_type();
-  const Tensor xs = x.to(dtype), ys = y.to(dtype);
-  const Tensor e = grad.to(dtype) * kernel;
-  Tensor gx = at::baddbmm(xs * e.sum(2, true), e, ys, /*beta=*/-1);
-  Tensor gy = at::baddbmm(ys * e.sum(1).unsqueeze(2), e.transpose(1, 2), xs,
-                          /*beta=*/-1);
-  return {gx, gy};
+  return gaussian_backward_from_product_aten(
+      grad.to(kernel.scalar_type()) * kernel, x, y);
+}
+
+std::tuple<Tensor, Tensor> gaussian_kernel_backward_consume_aten(
+    Tensor& grad, const Tensor& x, const Tensor& y, const Tensor& kernel) {
+  // E = grad * K formed in grad's own storage: no second n x m tensor.
+  TORCH_INTERNAL_ASSERT(grad.scalar_type() == kernel.scalar_type());
+  return gaussian_backward_from_product_aten(grad.mul_(kernel), x, y);
 }
 
 Tensor newton_inverse_aten(const Tensor& mat, int64_t iters, double ridge) {

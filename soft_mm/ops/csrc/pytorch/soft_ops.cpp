@@ -41,6 +41,18 @@ using GaussianBackwardFn = std::tuple<Tensor, Tensor> (*)(const Tensor&,
                                                           const Tensor&,
                                                           const Tensor&);
 using NewtonFn = Tensor (*)(const Tensor&, int64_t, double);
+// A Gaussian backward allowed to overwrite its (caller-owned) grad.
+using GaussianBackwardConsumeFn = std::tuple<Tensor, Tensor> (*)(
+    Tensor&, const Tensor&, const Tensor&, const Tensor&);
+
+// For kernels that read E = grad * K on the fly and never form it (CUDA).
+template <GaussianBackwardFn F>
+std::tuple<Tensor, Tensor> backward_without_consuming(Tensor& grad,
+                                                      const Tensor& x,
+                                                      const Tensor& y,
+                                                      const Tensor& kernel) {
+  return F(grad, x, y, kernel);
+}
 
 void check_attention_inputs(const Tensor& q, const Tensor& landmarks,
                             const Tensor& v) {
@@ -99,8 +111,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> soft_attention_forward_impl(
 // SOFT-Norm adds ds_i = sum_j dW_ij V_ij s_j + dW_ji V_ji s_j, reaching B
 // through its row sums; the Newton inverse contributes -V^T dV' V^T and the
 // two Gaussian kernels their own backward. Gradients are in the compute
-// dtype, shaped like the inputs.
-template <GaussianBackwardFn GaussianBackward>
+// dtype, shaped like the inputs. dA is the only n x m temporary: the n x m
+// Gaussian backward (ConsumeBackward) may turn it into E = dA * A in place.
+template <GaussianBackwardFn GaussianBackward,
+          GaussianBackwardConsumeFn ConsumeBackward>
 std::tuple<Tensor, Tensor, Tensor> soft_attention_backward_impl(
     const Tensor& grad_out, const Tensor& q, const Tensor& landmarks,
     const Tensor& v, const Tensor& kernel_ql, const Tensor& kernel_ll,
@@ -135,7 +149,7 @@ std::tuple<Tensor, Tensor, Tensor> soft_attention_backward_impl(
   } else {
     d_kernel_ll = newton_inverse_backward_aten(d_weights, inv);
   }
-  auto [grad_q, grad_l] = GaussianBackward(d_kernel_ql, q3, l3, kernel_ql);
+  auto [grad_q, grad_l] = ConsumeBackward(d_kernel_ql, q3, l3, kernel_ql);
   auto [grad_l1, grad_l2] = GaussianBackward(d_kernel_ll, l3, l3, kernel_ll);
   grad_l.add_(grad_l1).add_(grad_l2);
   return {grad_q.view(q.sizes()), grad_l.view(landmarks.sizes()),
@@ -186,7 +200,7 @@ TORCH_LIBRARY(soft_mm, m) {
       "Tensor context, bool norm) -> (Tensor, Tensor, Tensor)");
 }
 
-#define SOFT_REGISTER_DEVICE(KEY, GAUSS, GAUSS_BWD, NEWTON)                   \
+#define SOFT_REGISTER_DEVICE(KEY, GAUSS, GAUSS_BWD, GAUSS_BWD_CONSUME, NEWTON) \
   TORCH_LIBRARY_IMPL(soft_mm, KEY, m) {                                      \
     m.impl("gaussian_kernel", &NoAutocast<GAUSS>::call);                     \
     m.impl("gaussian_kernel_backward",                                       \
@@ -197,18 +211,22 @@ TORCH_LIBRARY(soft_mm, m) {
     m.impl("soft_attention_forward",                                         \
            &NoAutocast<soft_attention_forward_impl<GAUSS, NEWTON>>::call);   \
     m.impl("soft_attention_backward",                                        \
-           &NoAutocast<soft_attention_backward_impl<GAUSS_BWD>>::call);      \
+           &NoAutocast<soft_attention_backward_impl<GAUSS_BWD,               \
+                                                    GAUSS_BWD_CONSUME>>::call); \
   }
 
 SOFT_REGISTER_DEVICE(CPU, gaussian_kernel_cpu, gaussian_kernel_backward_cpu,
-                     newton_inverse_cpu)
+                     gaussian_kernel_backward_consume_aten, newton_inverse_cpu)
 #ifdef WITH_CUDA
-SOFT_REGISTER_DEVICE(CUDA, gaussian_kernel_cuda, gaussian_kernel_backward_cuda,
-                     newton_inverse_cuda)
+SOFT_REGISTER_DEVICE(
+    CUDA, gaussian_kernel_cuda, gaussian_kernel_backward_cuda,
+    backward_without_consuming<gaussian_kernel_backward_cuda>,
+    newton_inverse_cuda)
 #endif
 #ifdef WITH_NPU
 SOFT_REGISTER_DEVICE(PrivateUse1, gaussian_kernel_npu,
-                     gaussian_kernel_backward_npu, newton_inverse_npu)
+                     gaussian_kernel_backward_npu,
+                     gaussian_kernel_backward_consume_aten, newton_inverse_npu)
 #endif
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

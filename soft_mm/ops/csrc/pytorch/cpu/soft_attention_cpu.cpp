@@ -142,6 +142,8 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_cpu(const Tensor& grad,
 Tensor newton_inverse_cpu(const Tensor& mat, int64_t iters, double ridge) {
   check_newton_input(mat);
   TORCH_CHECK(iters >= 0, "newton_inverse: iters must be >= 0, got ", iters);
+  if (mat.size(1) > kNewtonCpuMaxM)
+    return newton_inverse_aten(mat, iters, ridge);
   const auto dtype = compute_dtype({mat});
   const Tensor b = mat.to(dtype).contiguous();
   Tensor out = at::empty_like(b);
