@@ -7,23 +7,18 @@
 # the larger archs override the batch size (configs/soft/README.md).
 # Label smoothing 0.1 is the head's loss: see configs/soft/*.py.
 #
-# Data layout as in imagenet_bs128_soft-seed_224.py (class folders or
-# meta/{train,val}.txt annotation files).
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet'
-data_preprocessor = dict(
-    num_classes=1000,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-    batch_augments=dict(augments=[
-        dict(type='Mixup', alpha=0.8),
-        dict(type='CutMix', alpha=1.0),
-    ]),
-)
+# Data layout, normalisation, loaders and evaluator are the seed recipe's
+# (imagenet_bs128_soft-seed_224.py); only the augmentations differ.
+_base_ = './imagenet_bs128_soft-seed_224.py'
 
-bgr_mean = data_preprocessor['mean'][::-1]
-bgr_std = data_preprocessor['std'][::-1]
+data_preprocessor = dict(batch_augments=dict(augments=[
+    dict(type='Mixup', alpha=0.8),
+    dict(type='CutMix', alpha=1.0),
+]))
+
+# The base's RGB mean/std in BGR order, for fills on BGR-loaded images.
+bgr_mean = [103.53, 116.28, 123.675]
+bgr_std = [57.375, 57.12, 58.395]
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -66,30 +61,6 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 
-train_dataloader = dict(
-    batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-)
-
-val_dataloader = dict(
-    batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='val',
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-test_evaluator = val_evaluator
