@@ -105,6 +105,24 @@ def test_gaussian_kernel(cpu_isa, dtype, shape):
         assert rel_err(a, b) < RTOL[dtype]
 
 
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_gaussian_kernel_propagates_nan(cpu_isa, dtype):
+    """A NaN input gives NaN, as in the reference: the clamp at 0 must not
+    turn it into exp(0) = 1 and hide a diverged run behind finite values."""
+    x = torch.randn(2, 20, 32, dtype=dtype) * 0.3
+    y = torch.randn(2, 9, 32, dtype=dtype) * 0.3
+    x[1, 5, 3] = float('nan')
+    k = ext.gaussian_kernel(x, y)
+    assert torch.isnan(k[1, 5]).all()
+    k[1, 5] = 0
+    assert torch.isfinite(k).all()
+    q, lm, v = make_inputs((1, 2, 30, 7, 32), dtype)
+    q = q.detach().clone()
+    q[0, 1, 4, 0] = float('nan')
+    out = soft_attention(q, lm.detach(), v.detach(), impl='cpu')
+    assert torch.isnan(out[0, 1]).any() and torch.isfinite(out[0, 0]).all()
+
+
 def test_gaussian_kernel_equal_points_clamped(cpu_isa):
     """Identical points give ~1 and never more (exponent clamped at 0).
 
@@ -448,35 +466,67 @@ def test_op_level_errors():
 # CUDA (run wherever a GPU and the CUDA kernels are present).
 
 
+@pytest.fixture
+def cuda_fp32_poisoned(monkeypatch):
+    """True fp32 GEMMs (no TF32, restored afterwards) and a NaN-poisoned
+    CUDA cache: outputs come from `empty`, so an element a kernel forgets to
+    write reads as NaN and fails the comparison instead of passing as a
+    stale value."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    torch.cuda.empty_cache()
+    # Blocks up to 1 GiB, freed into the caching allocator's large pool,
+    # from which later allocations are split.
+    free, _ = torch.cuda.mem_get_info()
+    nbytes = min(1 << 30, free // 4)
+    poison = torch.full((nbytes // 4,), float('nan'), device='cuda')
+    del poison
+    small = [torch.full((1 << 16,), float('nan'), device='cuda')
+             for _ in range(64)]  # the small pool (< 1 MiB blocks) too
+    del small
+    yield
+
+
 @needs_cuda
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('norm', [False, True])
 @pytest.mark.parametrize('shape', TINY_SHAPES + AWKWARD_SHAPES +
                          [(64, 2, 3136, 49, 32)])
-def test_cuda_soft_attention_matches_reference(dtype, norm, shape):
-    # Both sides in true fp32 (no TF32) so the comparison is meaningful.
-    torch.backends.cuda.matmul.allow_tf32 = False
+def test_cuda_soft_attention_matches_reference(cuda_fp32_poisoned, dtype,
+                                               norm, shape):
+    """As the CPU test: float64 equal to rounding; float32 no less accurate
+    than the float32 reference, both against the float64 reference (several
+    awkward shapes are ill-conditioned, so fp32 vs fp32 is too strict)."""
     inputs = make_inputs(shape, dtype, seed=sum(shape), device='cuda')
     got = run_with_grads(
         lambda *t: soft_attention(*t, norm=norm, impl='cuda'), inputs)
-    want = run_with_grads(
-        lambda *t: soft_attention_reference(*t, norm=norm), inputs)
-    for name, a, b in zip(['out', 'q', 'landmarks', 'v'], got, want):
-        tol = RTOL[dtype] * (10 if name == 'landmarks' else 1)
-        # __expf (fast math) is ~2 ulp: float32 gets a little more room.
-        tol *= 5 if dtype == torch.float32 else 1
-        assert rel_err(a, b) < tol, (name, rel_err(a, b))
+
+    def ref(*t):
+        return soft_attention_reference(*t, norm=norm)
+
+    want = run_with_grads(ref, inputs)
+    exact = run_with_grads(
+        ref, [t.detach().double().requires_grad_() for t in inputs])
+    for name, a, b, c in zip(['out', 'q', 'landmarks', 'v'], got, want,
+                             exact):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        if dtype == torch.float64:
+            tol = RTOL[dtype] * (10 if name == 'landmarks' else 1)
+            assert rel_err(a, b) < tol, (name, rel_err(a, b))
+        else:
+            # __expf (fast math) is ~2 ulp: a little more absolute room.
+            err, ref_err = rel_err(a, c), rel_err(b, c)
+            assert err < 2 * ref_err + 5 * RTOL[dtype], (name, err, ref_err)
 
 
 @needs_cuda
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32,
                                    torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('m', [1, 37, 49, 64, 65, 100])
-def test_cuda_kernels(dtype, m):
+def test_cuda_kernels(cuda_fp32_poisoned, dtype, m):
     """Gaussian kernel and Newton inverse (shared-memory kernel up to m=64,
     batched-GEMM fallback beyond) on every input dtype, against the
     reference run on the same values in the compute dtype."""
-    torch.backends.cuda.matmul.allow_tf32 = False
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     g = torch.Generator().manual_seed(m)
     x = (torch.randn(3, 777, 32, generator=g) * 0.3).to('cuda', dtype)
@@ -497,6 +547,17 @@ def test_cuda_kernels(dtype, m):
     inv = ext.newton_inverse(mat.to(dtype))
     want_inv = reference.newton_iterate(mat.to(dtype).to(acc))
     assert rel_err(inv, want_inv) < RTOL[acc] * 50
+
+
+@needs_cuda
+def test_cuda_propagates_nan(cuda_fp32_poisoned):
+    x = torch.randn(2, 100, 32, device='cuda') * 0.3
+    y = torch.randn(2, 49, 32, device='cuda') * 0.3
+    x[1, 5, 3] = float('nan')
+    k = ext.gaussian_kernel(x, y)
+    assert torch.isnan(k[1, 5]).all()
+    k[1, 5] = 0
+    assert torch.isfinite(k).all()
 
 
 @needs_cuda

@@ -147,3 +147,34 @@ def test_benchmark_records_failures(tmp_path, capsys):
     with open(tmp_path / 'benchmark_backbone.csv') as f:
         row, = list(csv.DictReader(f))
     assert row['status'] == 'skipped' and 'feature pyramid' in row['note']
+
+
+@pytest.mark.skipif(
+    not __import__('soft_mm.ops.ext', fromlist=['x']).ext_available(),
+    reason='benchmark_ops.py needs soft_mm._ext')
+def test_benchmark_ops_prints_both_tables():
+    """benchmark_ops.py end to end on tiny shapes (no timing asserted)."""
+    cmd = [sys.executable,
+           osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_ops.py'),
+           '--device', 'cpu', '--sizes', '64', '--batches', '1', '2',
+           '--repeat', '1', '--warmup', '0', '--no-compile']
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         cwd=ROOT, timeout=300).stdout
+    rows = [r for r in out.splitlines() if r.startswith('| 64 |')]
+    # 3 stages x 2 batches x (fwd, fwd+bwd); Newton rows per distinct
+    # (B*h, m): stage 1 at batch 2 and stage 2 at batch 1 share (4, 4).
+    attention = [r for r in rows if '| fwd' in r]
+    newton = [r for r in rows if '| fwd' not in r]
+    assert len(attention) == 12 and len(newton) == 5, out
+    for row in attention:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        assert len(cells) == 13, row
+        fused_ms, ref_ms = float(cells[7]), float(cells[8])
+        assert fused_ms > 0 and ref_ms > 0
+        assert float(cells[11].rstrip('x')) == pytest.approx(
+            ref_ms / fused_ms, rel=0.02, abs=0.011)
+    for row in newton:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        kernel_ms, ref_ms = float(cells[4]), float(cells[5])
+        assert float(cells[6].rstrip('x')) == pytest.approx(
+            ref_ms / kernel_ms, rel=0.02, abs=0.011)

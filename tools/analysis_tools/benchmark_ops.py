@@ -5,7 +5,9 @@ reference, eager and under ``torch.compile``, side by side.
 For each SOFT-tiny attention stage (1-3) at each input size and batch, it
 times forward and forward+backward (median of ``--repeat`` runs after
 warm-up) and measures the peak memory of one run, then prints a markdown
-table with the reference/fused ratios.
+table with the reference/fused ratios. A second table times the Newton
+iteration alone (the extension's ``newton_inverse`` vs the reference's
+op-by-op loop) on each stage's ``B * h`` landmark matrices.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs;
 on CPU the peak resident set (``VmHWM``, reset through
@@ -60,6 +62,8 @@ def parse_args():
                         help='skip the torch.compile reference')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch.set_num_threads for CPU runs')
+    parser.add_argument('--no-newton', action='store_true',
+                        help='skip the Newton-iteration-only table')
     return parser.parse_args()
 
 
@@ -183,6 +187,43 @@ def main():
                 shape = stage_shape(size, stage, batch)
                 bench_shape(shape, size, stage, variants, device, dtype,
                             autocast_dtype, args)
+    if not args.no_newton:
+        bench_newton(device, args)
+
+
+def bench_newton(device, args):
+    """Time the 20-step Newton iteration alone: kernel vs reference loop."""
+    from soft_mm.ops import ext
+    from soft_mm.ops.reference import gaussian_kernel, newton_iterate
+    print('\nNewton iteration alone (20 steps, float32, the stage\'s B*h '
+          'landmark kernels), median ms:')
+    print('| size | stage | B*h | m | kernel ms | reference ms | '
+          'ref/kernel time |')
+    print('|---|---|---|---|---|---|---|')
+    seen = set()
+    for size in args.sizes:
+        for stage in args.stages:
+            for batch in args.batches:
+                b, h, _, m, d = stage_shape(size, stage, batch)
+                if (b * h, m) in seen:
+                    continue
+                seen.add((b * h, m))
+                gen = torch.Generator().manual_seed(0)
+                lm = (torch.randn(b * h, m, d, generator=gen) * 0.3).to(device)
+                mat = gaussian_kernel(lm, lm)
+                times = []
+                for fn in (lambda: ext.newton_inverse(mat),
+                           lambda: newton_iterate(mat)):
+                    try:
+                        times.append(median_ms(fn, device, args.repeat,
+                                               args.warmup))
+                    except Exception as e:  # e.g. out of memory
+                        print(f'<!-- newton failed at {(b * h, m)}: '
+                              f'{type(e).__name__}: {str(e)[:200]} -->')
+                        times.append(float('nan'))
+                print(f'| {size} | {stage} | {b * h} | {m} | {times[0]:.3f} | '
+                      f'{times[1]:.3f} | {times[1] / times[0]:.2f}x |',
+                      flush=True)
 
 
 def bench_shape(shape, size, stage, variants, device, dtype, autocast_dtype,

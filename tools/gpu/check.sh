@@ -53,14 +53,21 @@ tests_rc=${PIPESTATUS[0]}
 set -e
 
 echo "== benchmark"
+# Ordered by what matters most, each step time-boxed (BENCH_TIMEOUT seconds,
+# default 180) so that a slow step cannot eat a short GPU lease: what ran
+# before it is already in $OUT.
+T="${BENCH_TIMEOUT:-180}"
 if [ "${QUICK:-0}" = 1 ]; then SIZES="224"; else SIZES="224 512 1024"; fi
-# torch.compile of the reference recompiles per shape: only at 224.
-"$PY" tools/analysis_tools/benchmark_ops.py --device cuda --sizes 224 \
-  --batches 1 64 --repeat 20 | tee "$OUT/benchmark_224.md"
-"$PY" tools/analysis_tools/benchmark_ops.py --device cuda --sizes $SIZES \
-  --batches 1 64 --repeat 10 --no-compile | tee "$OUT/benchmark_sizes.md"
-"$PY" tools/analysis_tools/benchmark_ops.py --device cuda --sizes 224 \
-  --batches 64 --dtype bfloat16 --repeat 20 --no-compile \
-  | tee "$OUT/benchmark_224_bf16.md"
+bench() {  # bench NAME ARGS...: one benchmark_ops run into $OUT/NAME.md
+  local name="$1"; shift
+  timeout "$T" "$PY" tools/analysis_tools/benchmark_ops.py --device cuda "$@" \
+    | tee "$OUT/$name.md" || echo "<!-- $name: stopped (timeout ${T}s or error) -->"
+}
+# Eager fused vs eager reference at every size, plus the Newton-only table.
+bench benchmark_sizes --sizes $SIZES --batches 1 64 --repeat 10 --no-compile
+bench benchmark_224_bf16 --sizes 224 --batches 64 --dtype bfloat16 \
+  --repeat 20 --no-compile --no-newton
+# torch.compile of the reference compiles once per shape and pass: 224 only.
+bench benchmark_224_compile --sizes 224 --batches 1 64 --repeat 20 --no-newton
 echo "== done: results in $OUT (tests exit status $tests_rc)"
 exit "$tests_rc"

@@ -29,11 +29,13 @@ constexpr int kNewtonCpuMaxM = 64;
 // Epilogue of the Gaussian kernel from the dot-product identity
 //   exp(-0.5 ||x - y||^2) = exp(x.y - 0.5 |x|^2 - 0.5 |y|^2).
 // The exponent is clamped at 0: rounding can make the distance slightly
-// negative for (near-)equal points, and a true distance never is.
+// negative for (near-)equal points, and a true distance never is. Written so
+// that a NaN passes through (NaN > 0 is false), as in the reference; the
+// form `e < 0 ? e : 0` (or fminf) would turn NaN inputs into K = 1.
 template <typename acc_t>
 SOFT_HOST_DEVICE acc_t gaussian_exponent(acc_t dot, acc_t x_sq, acc_t y_sq) {
   const acc_t e = dot - acc_t(0.5) * (x_sq + y_sq);
-  return e < acc_t(0) ? e : acc_t(0);
+  return e > acc_t(0) ? acc_t(0) : e;
 }
 
 }  // namespace soft_mm

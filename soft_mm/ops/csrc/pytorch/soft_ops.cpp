@@ -160,6 +160,8 @@ Tensor newton_inverse_backward(const Tensor& grad, const Tensor& inv) {
   check_newton_input(inv);
   TORCH_CHECK(grad.sizes() == inv.sizes(),
               "newton_inverse_backward: grad and inv shapes differ");
+  TORCH_CHECK(grad.device() == inv.device(),
+              "newton_inverse_backward: grad and inv must be on one device");
   return newton_inverse_backward_aten(grad, inv);
 }
 
@@ -175,6 +177,10 @@ std::tuple<Tensor, Tensor> gaussian_backward_checked(const Tensor& grad,
               kernel.sizes());
   TORCH_CHECK(grad.sizes() == kernel.sizes(),
               "gaussian_kernel_backward: grad and kernel shapes differ");
+  TORCH_CHECK(grad.device() == x.device() && kernel.device() == x.device(),
+              "gaussian_kernel_backward: grad and kernel must be on x's "
+              "device (",
+              x.device(), "), got ", grad.device(), " and ", kernel.device());
   return F(grad, x, y, kernel);
 }
 

@@ -102,11 +102,12 @@ inline void gaussian_block(const T* const* xp, const T* x_sq, int64_t nr,
   for (int r = 0; r < nr; ++r) {
     T e[NC];
     for (int v = 0; v < nv; ++v) {
-      // fp32/fp64 epilogue, exponent clamped at 0 (gaussian_exponent).
+      // fp32/fp64 epilogue, exponent clamped at 0 with NaN kept
+      // (gaussian_exponent).
       const V half_sq = splat<V>(T(0.5)) *
                         (splat<V>(x_sq[r]) + load<V>(y_sq + j0 + v * lanes));
       V t = acc[r][v] - half_sq;
-      t = t < V{} ? t : V{};
+      t = t > V{} ? V{} : t;
       store<V>(e + v * lanes, exp_nonpos(t));
     }
     T* o = out + r * m + j0;

@@ -4,9 +4,11 @@
 // cuSPARSE headers), so a bare nvcc toolkit can compile this file.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAMacros.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <limits>
+#include <mutex>
 #include <type_traits>
 
 #include "cuda/soft_attention_cuda_kernel.cuh"
@@ -19,6 +21,13 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void check_cuda(const Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+}
+
+// Grids are 1-D (or 2-D with a small y) and counted in 32 bits.
+void check_grid(int64_t blocks, const char* op) {
+  TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), op,
+              ": the input is too large for one launch (", blocks,
+              " blocks)");
 }
 
 }  // namespace
@@ -38,6 +47,7 @@ Tensor gaussian_kernel_cuda(const Tensor& x, const Tensor& y) {
   if (out.numel() == 0) return out;
   const int64_t tiles_n = ceil_div(n, cuda::kGTile),
                 tiles_m = ceil_div(m, cuda::kGTile);
+  check_grid(batch * tiles_n * tiles_m, "gaussian_kernel");
   const dim3 block(cuda::kGThreads, cuda::kGThreads);
   const dim3 grid(batch * tiles_n * tiles_m);
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -68,6 +78,7 @@ Tensor gaussian_backward_side(const Tensor& grad, const Tensor& kernel,
   const int64_t tiles_r = ceil_div(rows, cuda::kBTile),
                 tiles_c = ceil_div(cols, cuda::kBTile);
   const int64_t blocks = batch * tiles_r * tiles_c;
+  check_grid(blocks, "gaussian_kernel_backward");
   // Split the reduction until the grid has a few blocks per SM.
   int sms = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(
@@ -106,6 +117,9 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_cuda(const Tensor& grad,
                                                          const Tensor& y,
                                                          const Tensor& kernel) {
   check_cuda(x, "x");
+  TORCH_CHECK(grad.device() == x.device() && kernel.device() == x.device(),
+              "gaussian_kernel_backward: grad and kernel must be on x's "
+              "device");
   const c10::cuda::CUDAGuard guard(x.device());
   const auto acc_dtype = kernel.scalar_type();
   TORCH_CHECK(acc_dtype == compute_dtype({x, y}),
@@ -124,10 +138,51 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_cuda(const Tensor& grad,
   return {gx, gy};
 }
 
+namespace {
+
+// Dynamic shared memory the Newton kernel for acc_t may use on `device`:
+// opted in once per device (and acc_t) for the largest m the kernel takes,
+// capped by the device's per-block opt-in limit minus the kernel's static
+// shared memory. Setting the attribute per call would let two host threads
+// with different m race between one's cudaFuncSetAttribute and its launch.
+template <typename scalar_t, typename acc_t>
+size_t newton_smem_limit(int device) {
+  static std::once_flag once[C10_COMPILE_TIME_MAX_GPUS];
+  static size_t limit[C10_COMPILE_TIME_MAX_GPUS];
+  TORCH_CHECK(device >= 0 && device < C10_COMPILE_TIME_MAX_GPUS,
+              "newton_inverse: bad CUDA device index ", device);
+  std::call_once(once[device], [device] {
+    auto kernel = cuda::newton_inverse_kernel<scalar_t, acc_t>;
+    int optin = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(
+        &optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    cudaFuncAttributes attr{};
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+    const size_t wanted = 3 * kNewtonSmemMaxM * (kNewtonSmemMaxM + 1) *
+                          sizeof(acc_t);
+    const size_t available =
+        static_cast<size_t>(optin) > attr.sharedSizeBytes
+            ? static_cast<size_t>(optin) - attr.sharedSizeBytes
+            : 0;
+    const size_t granted = std::min(wanted, available);
+    // float needs ~50 KB at m = 64, double ~100 KB: above the 48 KB default
+    // (sm_80 / sm_90 allow 163 / 227 KB per block).
+    C10_CUDA_CHECK(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(granted)));
+    limit[device] = granted;
+  });
+  return limit[device];
+}
+
+}  // namespace
+
 Tensor newton_inverse_cuda(const Tensor& mat, int64_t iters, double ridge) {
   check_newton_input(mat);
   check_cuda(mat, "mat");
   TORCH_CHECK(iters >= 0, "newton_inverse: iters must be >= 0, got ", iters);
+  TORCH_CHECK(iters <= std::numeric_limits<int32_t>::max(),
+              "newton_inverse: iters too large: ", iters);
   const int64_t m = mat.size(1);
   if (m > kNewtonSmemMaxM) {
     // Beyond the shared-memory kernel: 2 batched cuBLAS GEMMs per step.
@@ -136,11 +191,22 @@ Tensor newton_inverse_cuda(const Tensor& mat, int64_t iters, double ridge) {
   const c10::cuda::CUDAGuard guard(mat.device());
   const auto acc_dtype = compute_dtype({mat});
   const Tensor b = mat.contiguous();
-  Tensor out = at::empty(b.sizes(), b.options().dtype(acc_dtype));
   const int64_t batch = b.size(0);
-  if (batch == 0) return out;
   TORCH_CHECK(batch <= std::numeric_limits<int32_t>::max(),
               "newton_inverse: too many matrices");
+  bool fits = true;
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, b.scalar_type(),
+      "soft_mm::newton_inverse_cuda_smem", [&] {
+        using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
+                                         double, float>;
+        const size_t smem = 3 * m * (m + 1) * sizeof(acc_t);
+        fits = smem <= newton_smem_limit<scalar_t, acc_t>(b.get_device());
+      });
+  // Devices with less shared memory per block (e.g. sm_75 in float64).
+  if (!fits) return newton_inverse_aten(mat, iters, ridge);
+  Tensor out = at::empty(b.sizes(), b.options().dtype(acc_dtype));
+  if (batch == 0) return out;
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, b.scalar_type(),
@@ -148,16 +214,11 @@ Tensor newton_inverse_cuda(const Tensor& mat, int64_t iters, double ridge) {
         using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
                                          double, float>;
         const size_t smem = 3 * m * (m + 1) * sizeof(acc_t);
-        auto kernel = cuda::newton_inverse_kernel<scalar_t, acc_t>;
-        // float needs ~50 KB at m = 64, double ~100 KB: above the 48 KB
-        // default, so opt in (sm_80/sm_90 allow 163/227 KB).
-        C10_CUDA_CHECK(cudaFuncSetAttribute(
-            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            static_cast<int>(smem)));
-        kernel<<<batch, cuda::kNewtonThreads, smem, stream>>>(
-            b.const_data_ptr<scalar_t>(), out.mutable_data_ptr<acc_t>(),
-            static_cast<int>(m), static_cast<int>(iters),
-            static_cast<acc_t>(ridge));
+        cuda::newton_inverse_kernel<scalar_t, acc_t>
+            <<<batch, cuda::kNewtonThreads, smem, stream>>>(
+                b.const_data_ptr<scalar_t>(), out.mutable_data_ptr<acc_t>(),
+                static_cast<int>(m), static_cast<int>(iters),
+                static_cast<acc_t>(ridge));
       });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
