@@ -194,19 +194,7 @@ Tensor newton_inverse_cuda(const Tensor& mat, int64_t iters, double ridge) {
   const int64_t batch = b.size(0);
   TORCH_CHECK(batch <= std::numeric_limits<int32_t>::max(),
               "newton_inverse: too many matrices");
-  bool fits = true;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(),
-      "soft_mm::newton_inverse_cuda_smem", [&] {
-        using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
-                                         double, float>;
-        const size_t smem = 3 * m * (m + 1) * sizeof(acc_t);
-        fits = smem <= newton_smem_limit<scalar_t, acc_t>(b.get_device());
-      });
-  // Devices with less shared memory per block (e.g. sm_75 in float64).
-  if (!fits) return newton_inverse_aten(mat, iters, ridge);
-  Tensor out = at::empty(b.sizes(), b.options().dtype(acc_dtype));
-  if (batch == 0) return out;
+  Tensor out;  // stays undefined if the matrices do not fit on chip
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, b.scalar_type(),
@@ -214,14 +202,18 @@ Tensor newton_inverse_cuda(const Tensor& mat, int64_t iters, double ridge) {
         using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
                                          double, float>;
         const size_t smem = 3 * m * (m + 1) * sizeof(acc_t);
+        if (smem > newton_smem_limit<scalar_t, acc_t>(b.get_device())) return;
+        out = at::empty(b.sizes(), b.options().dtype(acc_dtype));
+        if (batch == 0) return;
         cuda::newton_inverse_kernel<scalar_t, acc_t>
             <<<batch, cuda::kNewtonThreads, smem, stream>>>(
                 b.const_data_ptr<scalar_t>(), out.mutable_data_ptr<acc_t>(),
                 static_cast<int>(m), static_cast<int>(iters),
                 static_cast<acc_t>(ridge));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
+  // Devices with less shared memory per block (e.g. sm_75 in float64).
+  return out.defined() ? out : newton_inverse_aten(mat, iters, ridge);
 }
 
 }  // namespace soft_mm
