@@ -79,7 +79,6 @@ def build_inferencer(args):
         cfg, args.checkpoint, attn_impl=None, device=args.device)
     model._config = cfg
     classes = dataset_classes(cfg, model.checkpoint_meta)
-    model._dataset_meta = {'classes': classes} if classes else {}
     return ImageClassificationInferencer(
         model, pretrained=False, device=args.device, classes=classes)
 

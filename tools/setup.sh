@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 # torch must exist before soft_mm's extension is compiled against it, so the
 # build dependencies come first and pip's isolated build env is not used.
 python -m pip install -c requirements/constraints.txt -r requirements/build.txt
-python -m pip install -c requirements/constraints.txt --no-build-isolation \
-    -e ".[tests,mim]"
 # An editable install does not compile extensions reliably (setuptools >= 80
-# routes `develop` through an isolated build without torch): build in place.
+# routes `develop` through an isolated build without torch), so pip installs
+# the package without the op (SOFT_MM_WITH_OPS=0, no build at all) and the
+# extension is compiled once, in place, by the next line.
+SOFT_MM_WITH_OPS=0 python -m pip install -c requirements/constraints.txt \
+    --no-build-isolation -e ".[tests,mim]"
 python setup.py -q build_ext --inplace
 python -c "import soft_mm.ops as ops, sys; \
 print('soft_mm._ext kernels:', ops.ext_device_types()); \

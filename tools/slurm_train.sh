@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training on a SLURM cluster: one task per device, mmengine's slurm launcher.
 #
-#   [GPUS=16] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
+#   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #       tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
 #
 # GPUS is the total number of devices (tasks); GPUS_PER_NODE those on each

@@ -8,5 +8,4 @@ model = dict(
     backbone=dict(
         arch='large',
         drop_path_rate=0.3,
-        init_cfg=dict(checkpoint=checkpoint)),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+        init_cfg=dict(checkpoint=checkpoint)))

@@ -6,19 +6,10 @@
 # (two 8-device nodes). On one 8-device node keep the global batch with
 # gradient accumulation (--cfg-options optim_wrapper.accumulative_counts=2)
 # or pass --auto-scale-lr.
-_base_ = [
-    '../_base_/models/soft/soft-medium.py',
-    '../_base_/datasets/imagenet_bs128_soft_224.py',
-    '../_base_/schedules/imagenet_bs1024_adamw_soft.py',
-    '../_base_/default_runtime.py',
-]
+# The tiny config with this arch, batch and lr.
+_base_ = './soft-tiny_8xb128-official_in1k.py'
 
-model = dict(
-    backbone=dict(drop_path_rate=0.1),
-    head=dict(
-        loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
-)
+model = dict(backbone=dict(arch='medium'))
 
 train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)

@@ -15,10 +15,13 @@ Peak memory is measured honestly on each device:
 import gc
 import math
 import multiprocessing as mp
+import os
+import platform
 import queue as queue_mod
+import subprocess
 import time
 import traceback
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Callable, Dict, Optional
 
 import torch
@@ -158,9 +161,7 @@ def measure(step: Callable[[], None],
 def _child(queue, fn, kwargs):
     try:
         queue.put(('ok', fn(**kwargs)))
-    except torch.OutOfMemoryError:
-        queue.put(('oom', 'out of memory'))
-    except MemoryError:
+    except (torch.OutOfMemoryError, MemoryError):
         queue.put(('oom', 'out of memory'))
     except Exception as e:  # reported, the benchmark goes on
         queue.put(('error', f'{type(e).__name__}: {e}'.splitlines()[0] +
@@ -210,20 +211,19 @@ def run_isolated(fn: Callable[..., dict],
     return status, value
 
 
-@contextmanager
-def num_threads(n: Optional[int]):
-    """Temporarily set ``torch.set_num_threads``."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
+def machine_name(device) -> str:
+    """The GPU name, or the CPU model (lscpu) and its logical CPU count."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
     try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def peak_mem_mib(peak_bytes: float) -> float:
-    return peak_bytes / 2**20 if not math.isnan(peak_bytes) else math.nan
+        out = subprocess.run(['lscpu'], capture_output=True, text=True,
+                             check=True).stdout
+        model = next(ln.split(':', 1)[1].strip() for ln in out.splitlines()
+                     if ln.startswith('Model name'))
+    except Exception:
+        model = platform.processor() or 'unknown CPU'
+    return f'{model}, {os.cpu_count()} logical CPUs'
 
 
 # ------------------------------------------------ models of tools/analysis_tools/benchmark.py
@@ -330,7 +330,7 @@ def bench_config(name, mode, size, batch, pass_, precision, compile_,
 
 
 __all__ = [
-    'PeakMemory', 'make_step', 'measure', 'run_isolated', 'num_threads',
-    'reset_cpu_peak', 'peak_mem_mib', 'build_bench_model', 'bench_config',
+    'PeakMemory', 'make_step', 'measure', 'run_isolated', 'machine_name',
+    'reset_cpu_peak', 'build_bench_model', 'bench_config',
     'CLS_MODELS', 'BACKBONE_MODELS', 'ALL_MODELS', 'BASELINE'
 ]

@@ -22,19 +22,29 @@ STAGE_SHAPES = [(1, 2, 3136, 49, 32), (8, 4, 784, 49, 32),
                 (8, 10, 196, 49, 32)]
 
 
-def allocation_peak_bytes(fn):
-    """Highest total of live tensor bytes allocated during ``fn()``."""
+def allocation_events(fn):
+    """Byte counts of the allocations (> 0) and frees (< 0) of ``fn()``, in
+    time order."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
         fn()
     events = sorted((ev.start_ns(), ev.nbytes())
                     for ev in p.profiler.kineto_results.events()
                     if ev.name() == '[memory]')
     assert events, 'the profiler recorded no allocations'
+    return [nbytes for _, nbytes in events]
+
+
+def allocation_peak_bytes(fn):
+    """Highest total of live tensor bytes allocated during ``fn()``."""
     live = peak = 0
-    for _, nbytes in events:
+    for nbytes in allocation_events(fn):
         live += nbytes
         peak = max(peak, live)
     return peak
+
+
+def fused(q, lm, v, *, norm):
+    return soft_attention(q, lm, v, norm=norm, impl='cpu')
 
 
 def fwd_bwd(attn, shape, norm):
@@ -46,7 +56,7 @@ def fwd_bwd(attn, shape, norm):
     grad_out = torch.randn(b, h, n, d, generator=gen)
 
     def run():
-        attn(q, lm, v, norm).backward(grad_out)
+        attn(q, lm, v, norm=norm).backward(grad_out)
 
     run()  # warm-up: one-off allocations (thread pools, packing buffers)
     q.grad = lm.grad = v.grad = None
@@ -57,15 +67,12 @@ def fwd_bwd(attn, shape, norm):
 @pytest.mark.parametrize('norm', [False, True])
 @pytest.mark.parametrize('shape', STAGE_SHAPES)
 def test_fused_fwd_bwd_peak_not_above_reference(shape, norm):
-    fused = allocation_peak_bytes(fwd_bwd(
-        lambda q, lm, v, nm: soft_attention(q, lm, v, norm=nm, impl='cpu'),
-        shape, norm))
-    ref = allocation_peak_bytes(fwd_bwd(
-        lambda q, lm, v, nm: soft_attention_reference(q, lm, v, norm=nm),
-        shape, norm))
-    assert fused <= ref, (
-        f'fused op peaks at {fused / 2**20:.2f} MiB, reference at '
-        f'{ref / 2**20:.2f} MiB for {shape}, norm={norm}')
+    fused_peak = allocation_peak_bytes(fwd_bwd(fused, shape, norm))
+    ref_peak = allocation_peak_bytes(
+        fwd_bwd(soft_attention_reference, shape, norm))
+    assert fused_peak <= ref_peak, (
+        f'fused op peaks at {fused_peak / 2**20:.2f} MiB, reference at '
+        f'{ref_peak / 2**20:.2f} MiB for {shape}, norm={norm}')
 
 
 @needs_ext
@@ -73,13 +80,8 @@ def test_unused_auxiliary_outputs_get_no_zero_gradients():
     """The op's saved-for-backward outputs must not get materialised (n x m)
     zero gradients: the backward then allocates a single n x m tensor."""
     b, h, n, m, d = 1, 2, 3136, 49, 32
-    run = fwd_bwd(
-        lambda q, lm, v, nm: soft_attention(q, lm, v, norm=nm, impl='cpu'),
-        (b, h, n, m, d), False)
     n_by_m = b * h * n * m * 4
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        run()
-    big = [ev.nbytes() for ev in p.profiler.kineto_results.events()
-           if ev.name() == '[memory]' and ev.nbytes() == n_by_m]
+    big = [nbytes for nbytes in allocation_events(
+        fwd_bwd(fused, (b, h, n, m, d), False)) if nbytes == n_by_m]
     # One A in the forward, one dA (turned into E in place) in the backward.
     assert len(big) == 2, f'{len(big)} n x m allocations, expected 2'

@@ -1,7 +1,6 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """get_flops.py (SOFT's op counted explicitly) and the benchmark helpers."""
 import csv
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -16,19 +15,12 @@ import soft_mm  # noqa: F401
 from soft_mm.models.utils.complexity import (DISTANCE, NEWTON,
                                              soft_flop_handles)
 from soft_mm.ops import soft_attention_reference
-from soft_mm.utils.benchmark import PeakMemory, make_step, measure
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_CFG = osp.join(ROOT, 'configs', '_base_', 'models', 'soft', 'soft-tiny.py')
+from soft_mm.utils.benchmark import make_step, measure
+from tool_utils import ROOT, TINY_CFG, load_script
 
 
 def load_tool(name):
-    path = osp.join(ROOT, 'tools', 'analysis_tools', name + '.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # child processes re-import it by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'tools/analysis_tools/{name}.py', register=True)
 
 
 class Core(torch.nn.Module):

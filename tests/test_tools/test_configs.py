@@ -23,7 +23,7 @@ import soft_mm.engine  # noqa: F401  (RNGStateHook, CheckInvalidLossHook)
 from mmpretrain.registry import DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS, \
     TRANSFORMS
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tool_utils import ROOT
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'soft', '*_in1k.py')))
 # Configs of other tasks that are not ImageNet training recipes.
 NOT_RECIPES = {'soft-tiny_mindspore-port_in1k.py'}

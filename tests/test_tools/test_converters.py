@@ -6,7 +6,6 @@ The fake checkpoints are written here from the layouts in SOFT.md s. 6/6b
 encoded by hand on the wire, independent of the reader under test.
 """
 import argparse
-import importlib.util
 import math
 import os.path as osp
 import re
@@ -21,28 +20,10 @@ from soft_mm.models.utils import (CheckpointError, convert_official_state_dict,
                                   load_official_checkpoint,
                                   read_mindspore_checkpoint)
 from soft_mm.ops import soft_attention_reference
+from tool_utils import ROOT, load_script, run_main
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool(name):
-    """Import a tools/model_converters script (run in-process: a fresh
-    interpreter per call costs ~10 s of imports on a loaded 2-core box)."""
-    path = osp.join(ROOT, 'tools', 'model_converters', name + '.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOFT2MM = load_tool('soft2mmpretrain')
-MS2MM = load_tool('mindspore2mmpretrain')
-
-
-def run_tool(tool, capsys, *args):
-    code = tool.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+SOFT2MM = load_script('tools/model_converters/soft2mmpretrain.py')
+MS2MM = load_script('tools/model_converters/mindspore2mmpretrain.py')
 
 # A small custom arch keeps the tests fast; head dim 16 everywhere.
 SMALL = dict(embed_dims=[32, 48, 64, 64], num_heads=[2, 3, 4, 4],
@@ -213,7 +194,7 @@ def fingerprint(t):
 def test_official_round_trip_functional(tmp_path, capsys):
     src, dst = tmp_path / 'official.pth.tar', tmp_path / 'soft.pth'
     raw, ema = write_timm_checkpoint(src, SMALL)
-    code, out, err = run_tool(SOFT2MM, capsys, src, dst)
+    code, out, err = run_main(SOFT2MM, capsys, src, dst)
     assert code == 0, err
     assert 'custom soft arch' in out  # SMALL is not a zoo arch
     ckpt = torch.load(dst, weights_only=True)
@@ -330,7 +311,7 @@ def test_official_cli_errors(tmp_path, capsys):
     bad.write_bytes(bad.read_bytes()[:5000])
     for src, match in [(tmp_path / 'nope.pth', 'no such file'),
                        (bad, 'not a readable PyTorch checkpoint')]:
-        code, out, err = run_tool(SOFT2MM, capsys, src, tmp_path / 'o.pth')
+        code, out, err = run_main(SOFT2MM, capsys, src, tmp_path / 'o.pth')
         assert code == 1
         lines = err.strip().splitlines()
         assert len(lines) == 1 and str(src) in lines[0] and match in lines[0]
@@ -459,7 +440,7 @@ def test_mindspore_round_trip(tmp_path, capsys):
     assert list(read) == list(ms)
     assert all(torch.equal(read[k], ms[k]) for k in ms)
 
-    code, out, err = run_tool(MS2MM, capsys, src, dst)
+    code, out, err = run_main(MS2MM, capsys, src, dst)
     assert code == 0, err
     assert 'torch.float16' in out and 'skipped 51' in out
     ckpt = torch.load(dst, weights_only=True)
@@ -542,7 +523,7 @@ def test_mindspore_bad_files(tmp_path, capsys, case):
         data = data.replace(b'Float32', b'Float64')
         match = "tensor 'cls' holds"
     path.write_bytes(data)
-    code, out, err = run_tool(MS2MM, capsys, path, tmp_path / 'o')
+    code, out, err = run_main(MS2MM, capsys, path, tmp_path / 'o')
     assert code == 1
     line, = err.strip().splitlines()
     assert str(path) in line

@@ -1,6 +1,5 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """demo/image_demo.py: top-k output, --show-dir, and bad inputs."""
-import importlib.util
 import os.path as osp
 import re
 
@@ -13,14 +12,10 @@ import soft_mm  # noqa: F401
 from soft_mm.models.utils.deploy import (TensorForward,
                                          build_classifier_from_config,
                                          load_config)
+from tool_utils import DIGITS_CFG, ROOT, load_script, run_main
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CFG = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
-
-_spec = importlib.util.spec_from_file_location(
-    'image_demo', osp.join(ROOT, 'demo', 'image_demo.py'))
-DEMO = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(DEMO)
+CFG = DIGITS_CFG
+DEMO = load_script('demo/image_demo.py')
 
 
 @pytest.fixture(scope='module')
@@ -39,15 +34,9 @@ def files(tmp_path_factory):
                 classes=classes, raw=img)
 
 
-def run(capsys, *args):
-    code = DEMO.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_topk_and_show_dir(files, capsys):
     show = files['tmp'] / 'vis'
-    code, out, err = run(capsys, files['img'], CFG, files['ckpt'], '--topk',
+    code, out, err = run_main(DEMO, capsys, files['img'], CFG, files['ckpt'], '--topk',
                          3, '--show-dir', show)
     assert code == 0, err
     ranks = re.findall(r'\d\. (digit-\d) \(label (\d)\): ([0-9.]+)', out)
@@ -88,7 +77,7 @@ def test_bad_inputs(files, capsys, tmp_path):
          r'does not fit.*head.fc.weight \(1000, 512\) vs \(10, 512\)'),
     ]
     for args, name, match in cases:
-        code, out, err = run(capsys, *args)
+        code, out, err = run_main(DEMO, capsys, *args)
         assert code == 1
         # One error line (other stderr lines may be library warnings).
         line, = [ln for ln in err.splitlines() if ln.startswith('error:')]

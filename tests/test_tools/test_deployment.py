@@ -1,7 +1,5 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """ONNX / TorchScript / torch.export of SOFT classifiers, with parity."""
-import importlib.util
-import os.path as osp
 import re
 
 import numpy as np
@@ -12,22 +10,10 @@ import soft_mm  # noqa: F401
 from soft_mm.models.utils.deploy import (TensorForward,
                                          build_classifier_from_config,
                                          load_config)
+from tool_utils import TINY_CFG, load_script, run_main
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_CFG = osp.join(ROOT, 'configs', '_base_', 'models', 'soft', 'soft-tiny.py')
-
-
-def load_tool(name):
-    # In-process: a fresh interpreter per call costs ~10 s of imports here.
-    path = osp.join(ROOT, 'tools', 'deployment', name + '.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ONNX = load_tool('pytorch2onnx')
-TS = load_tool('pytorch2torchscript')
+ONNX = load_script('tools/deployment/pytorch2onnx.py')
+TS = load_script('tools/deployment/pytorch2torchscript.py')
 
 
 @pytest.fixture(scope='module')
@@ -50,12 +36,6 @@ def files(tmp_path_factory):
                 small=tmp / 'small.pth')
 
 
-def run(tool, capsys, *args):
-    code = tool.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def reported_diff(out):
     return float(re.search(r'max abs diff ([0-9.e+-]+)', out)[1])
 
@@ -67,7 +47,7 @@ def test_onnx_soft_tiny(files, capsys, shape, dynamic):
     out_file = files['tmp'] / f'tiny_{shape[0]}x{shape[1]}.onnx'
     args = [TINY_CFG, files['tiny'], '--shape', *shape, '--output-file',
             out_file] + (['--dynamic-batch'] if dynamic else [])
-    code, out, err = run(ONNX, capsys, *args)
+    code, out, err = run_main(ONNX, capsys, *args)
     assert code == 0, err
     assert reported_diff(out) <= 1e-4
     session = ort.InferenceSession(str(out_file),
@@ -89,7 +69,7 @@ def test_onnx_soft_tiny(files, capsys, shape, dynamic):
 def test_onnx_parity_failure_exits_nonzero(files, capsys):
     out_file = files['tmp'] / 'small.onnx'
     # A negative tolerance makes any difference, even 0, a failure.
-    code, out, err = run(ONNX, capsys, files['small_cfg'], files['small'],
+    code, out, err = run_main(ONNX, capsys, files['small_cfg'], files['small'],
                          '--shape', 64, 96, '--output-file', out_file,
                          '--tolerance', -1)
     assert code == 1
@@ -101,7 +81,7 @@ def test_onnx_parity_failure_exits_nonzero(files, capsys):
                                            ('export', '.pt2')])
 def test_torchscript_and_torch_export(files, capsys, method, suffix):
     out_file = files['tmp'] / f'small_{method}{suffix}'
-    code, out, err = run(TS, capsys, files['small_cfg'], files['small'],
+    code, out, err = run_main(TS, capsys, files['small_cfg'], files['small'],
                          '--shape', 64, 96, '--method', method,
                          '--output-file', out_file)
     assert code == 0, err
@@ -122,14 +102,14 @@ def test_torchscript_and_torch_export(files, capsys, method, suffix):
 def test_bad_checkpoints(files, capsys, tool):
     tool = ONNX if tool == 'onnx' else TS
     # A checkpoint of another architecture.
-    code, out, err = run(tool, capsys, TINY_CFG, files['small'], '--shape',
+    code, out, err = run_main(tool, capsys, TINY_CFG, files['small'], '--shape',
                          64, 64, '--output-file', files['tmp'] / 'x.bin')
     assert code == 1
     line, = err.strip().splitlines()
     assert str(files['small']) in line and 'does not fit' in line
     assert not (files['tmp'] / 'x.bin').exists()
     missing = files['tmp'] / 'missing.pth'
-    code, out, err = run(tool, capsys, TINY_CFG, missing)
+    code, out, err = run_main(tool, capsys, TINY_CFG, missing)
     assert code == 1
     line, = err.strip().splitlines()
     assert str(missing) in line and 'no such file' in line

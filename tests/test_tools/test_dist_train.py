@@ -17,8 +17,8 @@ import subprocess
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
+from tool_utils import DIGITS_CFG as CONFIG
+from tool_utils import ROOT
 NUM_VAL = 359  # Digits(split='test')
 
 

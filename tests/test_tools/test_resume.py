@@ -6,7 +6,6 @@ The digits config, shortened (64 training images in batches of 32, 2
 epochs of 2 steps, 64 validation images),
 with drop path and an EMA so that the torch RNG and the EMA state matter.
 """
-import json
 import os
 import os.path as osp
 import subprocess
@@ -17,9 +16,9 @@ import pytest
 import torch
 
 import soft_mm  # noqa: F401  (weights_only loading of mmengine checkpoints)
+from tool_utils import DIGITS_CFG, ROOT, read_scalars
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DIGITS = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
+DIGITS = DIGITS_CFG
 
 # A hook that kills its own process with SIGKILL after a given iteration:
 # no handler, no cleanup, like a node failure or the OOM killer.
@@ -89,16 +88,6 @@ def train(cfg, work_dir, *args, kill_at=0):
         env=env, capture_output=True, text=True, timeout=600)
 
 
-def scalars(work_dir):
-    records = []
-    for run in sorted(os.listdir(work_dir)):
-        path = osp.join(work_dir, run, 'vis_data', 'scalars.json')
-        if osp.exists(path):
-            with open(path) as f:
-                records += [json.loads(line) for line in f]
-    return records
-
-
 def test_sigkill_then_resume_matches_uninterrupted(setup):
     cfg = setup / 'cfg.py'
     full, broken = setup / 'full', setup / 'broken'
@@ -144,7 +133,7 @@ def test_sigkill_then_resume_matches_uninterrupted(setup):
         acc = [r['accuracy/top1'] for r in records if 'accuracy/top1' in r]
         return loss[-2:], acc[-1]
 
-    loss_a, acc_a = last_epoch(scalars(full))
-    loss_b, acc_b = last_epoch(scalars(broken))
+    loss_a, acc_a = last_epoch(read_scalars(full))
+    loss_b, acc_b = last_epoch(read_scalars(broken))
     assert loss_a == pytest.approx(loss_b, rel=1e-4)
     assert acc_a == pytest.approx(acc_b, abs=1e-6)

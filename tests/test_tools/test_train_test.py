@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
+from tool_utils import DIGITS_CFG as CONFIG
+from tool_utils import ROOT, read_scalars
 
 
 def run_tool(tool, *args):
@@ -22,18 +22,6 @@ def run_tool(tool, *args):
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
-
-
-def read_scalars(work_dir):
-    runs = sorted(d for d in os.listdir(work_dir)
-                  if osp.isdir(osp.join(work_dir, d)) and d[:8].isdigit())
-    records = []
-    for run in runs:
-        path = osp.join(work_dir, run, 'vis_data', 'scalars.json')
-        if osp.exists(path):
-            with open(path) as f:
-                records += [json.loads(line) for line in f]
-    return records
 
 
 @pytest.fixture(scope='module')

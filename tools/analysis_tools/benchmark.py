@@ -24,11 +24,10 @@ SOFT-tiny.
 """
 import argparse
 import csv
+import itertools
 import math
 import os
 import os.path as osp
-import platform
-import subprocess
 import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
@@ -93,74 +92,50 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------- running
 
 
-def machine_name(device: str) -> str:
-    """The CPU model (lscpu) or the GPU name."""
-    if device.startswith('cuda'):
-        import torch
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        out = subprocess.run(['lscpu'], capture_output=True, text=True,
-                             check=True).stdout
-        model = next(ln.split(':', 1)[1].strip() for ln in out.splitlines()
-                     if ln.startswith('Model name'))
-    except Exception:
-        model = platform.processor() or 'unknown CPU'
-    return f'{model}, {os.cpu_count()} logical CPUs'
-
-
 def run(args):
     """Run every configuration; returns the rows written to the CSV."""
-    from soft_mm.utils.benchmark import bench_config, run_isolated
+    from soft_mm.utils.benchmark import (bench_config, machine_name,
+                                         run_isolated)
     device = args.device
     if device == 'auto':
         import torch
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    machine = machine_name(device)
     os.makedirs(args.out_dir, exist_ok=True)
     csv_path = osp.join(args.out_dir, f'benchmark_{args.mode}.csv')
     rows = []
     skip = set(args.skip)
-    print(f'device: {device} ({machine_name(device)})')
+    print(f'device: {device} ({machine})')
+    settings = itertools.product(args.sizes, args.batch_sizes, args.passes,
+                                 args.precisions, args.compile, args.models)
     with open(csv_path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
-        for (h, w) in args.sizes:
-            for batch in args.batch_sizes:
-                for pass_ in args.passes:
-                    for precision in args.precisions:
-                        for compile_ in args.compile:
-                            for name in args.models:
-                                row = dict(
-                                    mode=args.mode, model=name, height=h,
-                                    width=w, batch=batch, **{'pass': pass_},
-                                    precision=precision, compile=compile_,
-                                    device=device)
-                                keys = {f'{name}@{h}x{w}',
-                                        f'{name}@{h}x{w}@{pass_}'}
-                                if keys & skip:
-                                    row.update(status='skipped',
-                                               note='--skip')
-                                else:
-                                    status, value = run_isolated(
-                                        bench_config, timeout=args.timeout,
-                                        name=name, mode=args.mode,
-                                        size=(h, w), batch=batch,
-                                        pass_=pass_, precision=precision,
-                                        compile_=compile_, device=device,
-                                        iters=args.iters,
-                                        warmup=args.warmup,
-                                        threads=args.threads)
-                                    row.update(format_result(status, value,
-                                                             batch))
-                                rows.append(row)
-                                writer.writerow(row)
-                                f.flush()
-                                print(format_row(row), flush=True)
+        for (h, w), batch, pass_, precision, compile_, name in settings:
+            row = dict(
+                mode=args.mode, model=name, height=h, width=w, batch=batch,
+                **{'pass': pass_}, precision=precision, compile=compile_,
+                device=device)
+            if {f'{name}@{h}x{w}', f'{name}@{h}x{w}@{pass_}'} & skip:
+                row.update(status='skipped', note='--skip')
+            else:
+                status, value = run_isolated(
+                    bench_config, timeout=args.timeout, name=name,
+                    mode=args.mode, size=(h, w), batch=batch, pass_=pass_,
+                    precision=precision, compile_=compile_, device=device,
+                    iters=args.iters, warmup=args.warmup,
+                    threads=args.threads)
+                row.update(format_result(status, value, batch))
+            rows.append(row)
+            writer.writerow(row)
+            f.flush()
+            print(format_row(row), flush=True)
     print_ratios(rows)
     md_path = osp.join(args.out_dir, f'benchmark_{args.mode}.md')
     with open(md_path, 'w') as f:
         f.write(markdown_table(rows))
     png = plot(rows, osp.join(args.out_dir, f'benchmark_{args.mode}.png'),
-               f'{args.mode} ({device}: {machine_name(device)})')
+               f'{args.mode} ({device}: {machine})')
     print(f'wrote {csv_path}, {md_path}' + (f' and {png}' if png else ''))
     return rows
 

@@ -14,7 +14,8 @@ on CPU the peak resident set (``VmHWM``, reset through
 ``/proc/self/clear_refs``) above the resident set before the run, with
 glibc told to return every allocation >= 64 KiB to the OS (the script
 re-executes itself with ``MALLOC_MMAP_THRESHOLD_``), so that RSS follows
-the live tensors. Linux only; elsewhere memory is reported as n/a.
+the live tensors (``soft_mm.utils.benchmark.PeakMemory``). Linux only;
+elsewhere memory is reported as nan.
 
 Examples::
 
@@ -27,8 +28,6 @@ Examples::
 """
 import argparse
 import os
-import platform
-import re
 import statistics
 import sys
 import time
@@ -77,32 +76,12 @@ def stage_shape(size, stage, batch):
 # ---- memory -------------------------------------------------------------
 
 
-def _status_kib(field):
-    with open('/proc/self/status') as f:
-        return int(re.search(rf'{field}:\s+(\d+)', f.read()).group(1))
-
-
-def cpu_memory_supported():
-    return sys.platform.startswith('linux') and os.access(
-        '/proc/self/clear_refs', os.W_OK)
-
-
 def peak_memory_mib(fn, device):
     """Peak memory (MiB) that one call of ``fn`` adds to what is live."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
+    from soft_mm.utils.benchmark import PeakMemory
+    with PeakMemory(device) as mem:
         fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    if not cpu_memory_supported():
-        return float('nan')
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset VmHWM to the current RSS
-    base = _status_kib('VmRSS')
-    fn()
-    return (_status_kib('VmHWM') - base) / 1024
+    return mem.peak_bytes / 2**20
 
 
 # ---- timing -------------------------------------------------------------
@@ -141,7 +120,7 @@ def make_runner(attn, q, lm, v, backward, autocast_dtype):
 def main():
     args = parse_args()
     device = torch.device(args.device)
-    if (device.type == 'cpu' and cpu_memory_supported()
+    if (device.type == 'cpu' and os.access('/proc/self/clear_refs', os.W_OK)
             and 'MALLOC_MMAP_THRESHOLD_' not in os.environ):
         # Fixed mmap threshold: large frees go back to the OS, so RSS tracks
         # live tensors (glibc otherwise raises the threshold and keeps them).
@@ -152,6 +131,7 @@ def main():
 
     from soft_mm.ops import ext, soft_attention
     from soft_mm.ops.reference import soft_attention_reference
+    from soft_mm.utils.benchmark import machine_name
     if device.type not in ext.ext_device_types():
         sys.exit(f'soft_mm._ext has no {device.type} kernels '
                  f'(built for {ext.ext_device_types()}): {ext.EXT_ERROR}')
@@ -171,7 +151,7 @@ def main():
         # graph per shape and pass, never the recompile limit's eager fallback.
         variants.append(('ref+compile', eager))
 
-    print(f'# soft_mm benchmark_ops: device={describe(device)}, '
+    print(f'# soft_mm benchmark_ops: device={machine_name(device)}, '
           f'torch {torch.__version__}, dtype={args.dtype}, norm={args.norm}, '
           f'threads={torch.get_num_threads()}, median of {args.repeat}')
     header = ('| size | stage | B | h | n | m | pass | ' +
@@ -258,18 +238,6 @@ def bench_shape(shape, size, stage, variants, device, dtype, autocast_dtype,
         if len(times) > 2:
             row.append(f'{times[2] / times[0]:.2f}x')
         print('| ' + ' | '.join(map(str, row)) + ' |', flush=True)
-
-
-def describe(device):
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            model = re.search(r'model name\s*:\s*(.*)', f.read()).group(1)
-    except (OSError, AttributeError):
-        pass
-    return f'{model}, {os.cpu_count()} logical CPUs'
 
 
 if __name__ == '__main__':

@@ -22,6 +22,9 @@ import torch
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
+from soft_mm.models.utils.deploy import (  # noqa: E402
+    TensorForward, build_classifier_from_config, load_config)
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Count params and FLOPs')
@@ -35,34 +38,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class TensorForward(torch.nn.Module):
-    """Trace ``model(x, mode='tensor')`` (classifier logits)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
-
-
 def build_model(config: str, cfg_options=None):
     """Build the config's model in eval mode with the reference SOFT op."""
-    from mmengine.config import Config, DictAction
-    from mmpretrain.registry import MODELS
-
-    import soft_mm  # noqa: F401
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        action = DictAction(option_strings=[], dest='x')
-        ns = argparse.Namespace()
-        action(None, ns, cfg_options)
-        cfg.merge_from_dict(ns.x)
-    if cfg.model.get('backbone', {}).get('type') == 'SOFT':
-        cfg.model.backbone.attn_impl = 'reference'
-    cfg.model.pop('pretrained', None)
-    model = MODELS.build(cfg.model).eval()
-    return model
+    return build_classifier_from_config(load_config(config, cfg_options))
 
 
 def newton_iters_of(model) -> int:

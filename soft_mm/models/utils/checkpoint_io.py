@@ -12,7 +12,7 @@ import os
 import pickle
 import zipfile
 from collections import OrderedDict
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable
 
 import torch
 import torch.nn as nn
@@ -133,9 +133,7 @@ def compare_state_dicts(source: Dict[str, torch.Tensor],
                               '; '.join(problems))
 
 
-def load_model_weights(model: nn.Module,
-                       path: str,
-                       prefix: Optional[str] = None) -> dict:
+def load_model_weights(model: nn.Module, path: str) -> dict:
     """Load ``path`` into ``model`` strictly, or raise one clear error.
 
     Unlike ``mmengine.runner.load_checkpoint`` (which warns and goes on),
@@ -147,8 +145,6 @@ def load_model_weights(model: nn.Module,
     Args:
         model (nn.Module): The model.
         path (str): Checkpoint file or scheme URL.
-        prefix (str, optional): Keep only keys under this prefix (and strip
-            it). Defaults to None.
 
     Returns:
         dict: The checkpoint's ``meta`` (empty if none).
@@ -160,9 +156,6 @@ def load_model_weights(model: nn.Module,
     state = extract_state_dict(ckpt, path)
     if all(k.startswith('module.') for k in state):
         state = OrderedDict((k[len('module.'):], v) for k, v in state.items())
-    if prefix:
-        state = OrderedDict((k[len(prefix):], v) for k, v in state.items()
-                            if k.startswith(prefix))
     compare_state_dicts(state, model.state_dict(), path,
                         f'{type(model).__name__} of this config')
     model.load_state_dict(state, strict=True)

@@ -2,6 +2,7 @@
 """Build a classifier from a config for export, FLOP counting or demos."""
 import argparse
 import contextlib
+import copy
 from typing import Optional, Sequence
 
 import torch
@@ -14,20 +15,17 @@ class TensorForward(nn.Module):
 
     Args:
         model (nn.Module): An mmpretrain classifier.
-        softmax (bool): Return class probabilities instead of logits.
-            Defaults to False.
     """
 
-    def __init__(self, model: nn.Module, softmax: bool = False):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.softmax = softmax
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.model(x, mode='tensor')
         if isinstance(out, (tuple, list)):
             out = out[-1]
-        return out.softmax(-1) if self.softmax else out
+        return out
 
 
 def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
@@ -64,11 +62,13 @@ def build_classifier_from_config(cfg,
     from mmpretrain.registry import MODELS
 
     from .checkpoint_io import load_model_weights
-    model_cfg = cfg.model.copy()
+    # A deep copy: the caller's config keeps its own backbone settings.
+    model_cfg = copy.deepcopy(cfg.model)
+    # Weights come from `checkpoint`, never from a pretrained init.
+    model_cfg.pop('pretrained', None)
     backbone = model_cfg.get('backbone', {})
     if attn_impl is not None and backbone.get('type') == 'SOFT':
         backbone['attn_impl'] = attn_impl
-    # Weights come from `checkpoint`, never from a pretrained init.
     if backbone.get('init_cfg') and isinstance(backbone['init_cfg'], dict) \
             and backbone['init_cfg'].get('type') == 'Pretrained':
         backbone.pop('init_cfg')

@@ -180,8 +180,9 @@ def _ratio(hidden: int, dims: int):
 def arch_name(arch: dict) -> Optional[str]:
     """The name of the zoo arch equal to ``arch``, or None (a custom arch)."""
     from soft_mm.models.backbones import SOFT
+    parsed = SOFT.parse_arch(arch)
     for name in SOFT.arch_zoo:
-        if SOFT.parse_arch(name) == SOFT.parse_arch(arch):
+        if SOFT.parse_arch(name) == parsed:
             return name
     return None
 
@@ -290,12 +291,13 @@ def convert_official_state_dict(state: Dict[str, torch.Tensor],
         (``arch``, ``arch_name``, ``attn_norm``, ``conv_bias``,
         ``num_classes``, ``filled``: keys added as defaults).
     """
-    unknown = [k for k in state if map_official_key(k) is None]
+    names = {k: map_official_key(k) for k in state}
+    unknown = [k for k, name in names.items() if name is None]
     if unknown:
         raise CheckpointError(f'{path}: {len(unknown)} keys are not part of '
                               f'an official SOFT model: {short_list(unknown)}')
     arch, extras = infer_official_arch(state, path)
-    converted = OrderedDict((map_official_key(k), v) for k, v in state.items())
+    converted = OrderedDict((names[k], v) for k, v in state.items())
     expected = expected_state(arch, extras['conv_bias'],
                               extras['num_classes'])
     filled = fill_num_batches_tracked(converted, expected)

@@ -6,15 +6,15 @@
 // out-of-line copy compiled for AVX2 can be picked by the linker for a
 // baseline caller (hence also no std:: calls inside).
 //
-// Register-blocked loops: 4 rows x 8 columns of accumulators per step.
+// Register-blocked loops: kRows rows x 16 (or 8) columns of accumulators
+// per step, for the Gaussian kernel and the Newton matmuls alike.
 
 namespace soft_mm {
 namespace cpu {
 namespace SOFT_CPU_ISA {
 
-constexpr int kRowBlock = 4;
 constexpr int kCol = 8;  // == kColBlock
-constexpr int kGaussRows = 6;
+constexpr int kRows = 6;
 
 // GCC vector extensions rather than auto-vectorisation: the register
 // blocking below must survive, and the same source lowers to SSE2 in the
@@ -81,7 +81,7 @@ inline vdouble exp_nonpos(vdouble x) {
   return out;
 }
 
-// One block of `nr` (<= kGaussRows) rows x NC columns of the Gaussian kernel.
+// One block of `nr` (<= kRows) rows x NC columns of the Gaussian kernel.
 template <typename T, int NC>
 inline void gaussian_block(const T* const* xp, const T* x_sq, int64_t nr,
                            int64_t d, const T* yt, const T* y_sq, int64_t m,
@@ -89,11 +89,11 @@ inline void gaussian_block(const T* const* xp, const T* x_sq, int64_t nr,
   using V = typename VecOf<T>::type;
   constexpr int lanes = sizeof(V) / sizeof(T);
   constexpr int nv = NC / lanes;
-  V acc[kGaussRows][nv] = {};
+  V acc[kRows][nv] = {};
   for (int64_t c = 0; c < d; ++c) {
     V yv[nv];
     for (int v = 0; v < nv; ++v) yv[v] = load<V>(yt + c * mp + j0 + v * lanes);
-    for (int r = 0; r < kGaussRows; ++r) {
+    for (int r = 0; r < kRows; ++r) {
       const V a = splat<V>(xp[r][c]);
       for (int v = 0; v < nv; ++v) acc[r][v] += a * yv[v];
     }
@@ -118,12 +118,12 @@ inline void gaussian_block(const T* const* xp, const T* x_sq, int64_t nr,
 template <typename T>
 inline void gaussian_rows(const T* x, int64_t rows, int64_t d, const T* yt,
                           const T* y_sq, int64_t m, int64_t mp, T* out) {
-  for (int64_t r0 = 0; r0 < rows; r0 += kGaussRows) {
-    const int64_t nr = rows - r0 < kGaussRows ? rows - r0 : kGaussRows;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+    const int64_t nr = rows - r0 < kRows ? rows - r0 : kRows;
     // Tail rows alias the last valid row: computed, never stored.
-    const T* xp[kGaussRows];
-    T x_sq[kGaussRows];
-    for (int r = 0; r < kGaussRows; ++r) {
+    const T* xp[kRows];
+    T x_sq[kRows];
+    for (int r = 0; r < kRows; ++r) {
       xp[r] = x + (r0 + (r < nr ? r : nr - 1)) * d;
       T s = 0;
       for (int64_t c = 0; c < d; ++c) s += xp[r][c] * xp[r][c];
@@ -141,18 +141,18 @@ inline void gaussian_rows(const T* x, int64_t rows, int64_t d, const T* yt,
   }
 }
 
-// kGaussRows rows x NC columns of c = a @ b (or 2 * twice - a @ b).
+// kRows rows x NC columns of c = a @ b (or 2 * twice - a @ b).
 template <typename T, int NC>
 inline void matmul_block(const T* const* ap, int64_t nr, const T* b, T* c,
                          const T* twice, int64_t m, int64_t mp, int64_t j0) {
   using V = typename VecOf<T>::type;
   constexpr int lanes = sizeof(V) / sizeof(T);
   constexpr int nv = NC / lanes;
-  V acc[kGaussRows][nv] = {};
+  V acc[kRows][nv] = {};
   for (int64_t k = 0; k < m; ++k) {
     V bv[nv];
     for (int v = 0; v < nv; ++v) bv[v] = load<V>(b + k * mp + j0 + v * lanes);
-    for (int r = 0; r < kGaussRows; ++r) {
+    for (int r = 0; r < kRows; ++r) {
       const V av = splat<V>(ap[r][k]);
       for (int v = 0; v < nv; ++v) acc[r][v] += av * bv[v];
     }
@@ -172,10 +172,10 @@ inline void matmul_block(const T* const* ap, int64_t nr, const T* b, T* c,
 template <typename T>
 inline void small_matmul(const T* a, const T* b, T* c, const T* twice,
                          int64_t m, int64_t mp) {
-  for (int64_t i0 = 0; i0 < m; i0 += kGaussRows) {
-    const int64_t nr = m - i0 < kGaussRows ? m - i0 : kGaussRows;
-    const T* ap[kGaussRows];
-    for (int r = 0; r < kGaussRows; ++r)
+  for (int64_t i0 = 0; i0 < m; i0 += kRows) {
+    const int64_t nr = m - i0 < kRows ? m - i0 : kRows;
+    const T* ap[kRows];
+    for (int r = 0; r < kRows; ++r)
       ap[r] = a + (i0 + (r < nr ? r : nr - 1)) * mp;
     const int64_t off = i0 * mp;
     const T* tw = twice ? twice + off : nullptr;

@@ -140,6 +140,13 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_cuda(const Tensor& grad,
 
 namespace {
 
+// Dynamic shared memory of the Newton kernel for m x m matrices: P, V and
+// VP with rows padded to m + 1.
+template <typename acc_t>
+size_t newton_smem_bytes(int64_t m) {
+  return 3 * m * (m + 1) * sizeof(acc_t);
+}
+
 // Dynamic shared memory the Newton kernel for acc_t may use on `device`:
 // opted in once per device (and acc_t) for the largest m the kernel takes,
 // capped by the device's per-block opt-in limit minus the kernel's static
@@ -158,8 +165,7 @@ size_t newton_smem_limit(int device) {
         &optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     cudaFuncAttributes attr{};
     C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
-    const size_t wanted = 3 * kNewtonSmemMaxM * (kNewtonSmemMaxM + 1) *
-                          sizeof(acc_t);
+    const size_t wanted = newton_smem_bytes<acc_t>(kNewtonSmemMaxM);
     const size_t available =
         static_cast<size_t>(optin) > attr.sharedSizeBytes
             ? static_cast<size_t>(optin) - attr.sharedSizeBytes
@@ -201,7 +207,7 @@ Tensor newton_inverse_cuda(const Tensor& mat, int64_t iters, double ridge) {
       "soft_mm::newton_inverse_cuda", [&] {
         using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
                                          double, float>;
-        const size_t smem = 3 * m * (m + 1) * sizeof(acc_t);
+        const size_t smem = newton_smem_bytes<acc_t>(m);
         if (smem > newton_smem_limit<scalar_t, acc_t>(b.get_device())) return;
         out = at::empty(b.sizes(), b.options().dtype(acc_dtype));
         if (batch == 0) return;
