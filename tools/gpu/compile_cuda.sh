@@ -15,7 +15,7 @@ export FORCE_CUDA=1
 # make it /usr/local (no lib64/libcudart). Prefer the real toolkit.
 if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda ]; then export CUDA_HOME=/usr/local/cuda; fi
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
-out="$(mktemp -d /tmp/soft_mm_cuda_build.XXXXXX)"
+out="$(mktemp -d "${TMPDIR:-/tmp}/soft_mm_cuda_build.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
 echo "soft_mm: compiling the CUDA extension for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST in $out"
 start=$(date +%s)
