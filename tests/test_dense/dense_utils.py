@@ -240,9 +240,45 @@ class LogCapture(logging.Handler):
         return '\n'.join(self.messages)
 
 
-def config_path(directory: Path, name: str) -> str:
+def load_config(directory: Path, name: str):
+    """``Config.fromfile`` of ``directory / name``, asserting it exists."""
+    from mmengine.config import Config
     path = directory / name
     assert path.is_file(), f'missing config {path}'
-    return str(path)
+    return Config.fromfile(str(path))
+
+
+def arch_of(config_name: str) -> str:
+    """``'small'`` for ``'upernet_soft-norm-small_4xb4-...py'``."""
+    return config_name.split('soft-norm-')[1].split('_')[0]
+
+
+def check_backbone_cfg(backbone_cfg, arch: str):
+    """The backbone settings every dense config promises (README): the
+    SOFT-Norm ``arch`` with bounded landmarks, four NCHW maps, and an
+    ImageNet classifier checkpoint loaded through ``init_cfg``."""
+    assert backbone_cfg.type == 'mmpretrain.SOFT'
+    assert backbone_cfg.arch == arch and backbone_cfg.attn_norm is True
+    assert backbone_cfg.landmark_grid == 7
+    assert tuple(backbone_cfg.out_indices) == (0, 1, 2, 3)
+    assert backbone_cfg.out_type == 'featmap'
+    assert backbone_cfg.init_cfg.type == 'Pretrained'
+    assert backbone_cfg.init_cfg.prefix == 'backbone.'
+    assert f'soft-norm-{arch}' in backbone_cfg.init_cfg.checkpoint
+
+
+def make_batch(cfg, split: str, datasets, num: int = 2) -> dict:
+    """The first ``num`` samples of ``cfg``'s ``split`` dataset, collated.
+
+    Args:
+        cfg (Config): A config with ``{split}_dataloader``.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        datasets (Registry): The toolbox's ``DATASETS`` registry.
+        num (int): Number of samples. Defaults to 2.
+    """
+    from mmengine.dataset import pseudo_collate
+    dataset = datasets.build(cfg[f'{split}_dataloader'].dataset)
+    assert len(dataset) >= num, f'tiny {split} set has {len(dataset)} images'
+    return pseudo_collate([dataset[i] for i in range(num)])
 
 

@@ -11,14 +11,15 @@ import copy
 
 import pytest
 import torch
-from dense_utils import (DET_CONFIG_DIR, EMBED_DIMS, LogCapture, config_path,
-                         finite_losses, make_record_hook,
-                         require_dense_toolbox, small_resize_pipeline)
+from dense_utils import (DET_CONFIG_DIR, EMBED_DIMS, LogCapture, arch_of,
+                         check_backbone_cfg, finite_losses, load_config,
+                         make_batch, make_record_hook, require_dense_toolbox,
+                         small_resize_pipeline)
 
 require_dense_toolbox('mmdet')
 
+from mmdet.registry import DATASETS, MODELS  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from soft_mm.models.backbones import SOFT  # noqa: E402
@@ -40,7 +41,7 @@ def mmdet_scope():
 
 
 def load_cfg(name: str) -> Config:
-    return Config.fromfile(config_path(DET_CONFIG_DIR, name))
+    return load_config(DET_CONFIG_DIR, name)
 
 
 def point_data_at(cfg: Config, coco_root, num_workers: int = 0) -> Config:
@@ -78,15 +79,7 @@ def keep_all_detections(cfg: Config) -> Config:
     return cfg
 
 
-def make_batch(cfg: Config, split: str, num: int = 2) -> dict:
-    from mmdet.registry import DATASETS
-    dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
-    assert len(dataset) >= num, f'tiny {split} set has {len(dataset)} images'
-    return pseudo_collate([dataset[i] for i in range(num)])
-
-
 def build_detector(cfg: Config):
-    from mmdet.registry import MODELS
     model = MODELS.build(cfg.model)
     model.init_weights()
     return model
@@ -98,17 +91,8 @@ def test_det_config_builds_and_predicts(name, coco_root):
     with the full mmcv, finite losses and well-formed predictions (the
     training step itself runs in the Runner tests below)."""
     cfg = load_cfg(name)
-    arch = name.split('soft-norm-')[1].split('_')[0]
-
-    backbone_cfg = cfg.model.backbone
-    assert backbone_cfg.type == 'mmpretrain.SOFT'
-    assert backbone_cfg.arch == arch and backbone_cfg.attn_norm is True
-    assert backbone_cfg.landmark_grid == 7
-    assert tuple(backbone_cfg.out_indices) == (0, 1, 2, 3)
-    assert backbone_cfg.out_type == 'featmap'
-    assert backbone_cfg.init_cfg.type == 'Pretrained'
-    assert backbone_cfg.init_cfg.prefix == 'backbone.'
-    assert f'soft-norm-{arch}' in backbone_cfg.init_cfg.checkpoint
+    arch = arch_of(name)
+    check_backbone_cfg(cfg.model.backbone, arch)
     assert list(cfg.model.neck.in_channels) == EMBED_DIMS[arch]
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
     assert 'soft_mm' in cfg.custom_imports.imports
@@ -124,13 +108,13 @@ def test_det_config_builds_and_predicts(name, coco_root):
 
     with torch.no_grad():
         model.train()
-        data = model.data_preprocessor(make_batch(cfg, 'train'), True)
+        data = model.data_preprocessor(make_batch(cfg, 'train', DATASETS), True)
         losses = finite_losses(model(**data, mode='loss'))
         assert 'loss_cls' in losses and 'loss_bbox' in losses
         if name.startswith('mask-rcnn'):
             assert {'loss_rpn_cls', 'loss_mask'} <= set(losses)
         model.eval()
-        results = model.test_step(make_batch(cfg, 'val'))
+        results = model.test_step(make_batch(cfg, 'val', DATASETS))
     check_predictions(results, with_masks=name.startswith('mask-rcnn'))
 
 

@@ -9,16 +9,17 @@ installed; ``tools/install_mmcv.sh`` installs them.
 """
 import pytest
 import torch
-from dense_utils import (EMBED_DIMS, SEG_CONFIG_DIR, LogCapture, config_path,
-                         finite_losses, make_record_hook,
-                         require_dense_toolbox, small_resize_pipeline)
+from dense_utils import (EMBED_DIMS, SEG_CONFIG_DIR, LogCapture, arch_of,
+                         check_backbone_cfg, finite_losses, load_config,
+                         make_batch, make_record_hook, require_dense_toolbox,
+                         small_resize_pipeline)
 
 require_dense_toolbox('mmseg')
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.model import revert_sync_batchnorm  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+from mmseg.registry import DATASETS, MODELS  # noqa: E402
 
 from soft_mm.models.backbones import SOFT  # noqa: E402
 
@@ -41,7 +42,7 @@ def mmseg_scope():
 
 
 def load_cfg(name: str) -> Config:
-    return Config.fromfile(config_path(SEG_CONFIG_DIR, name))
+    return load_config(SEG_CONFIG_DIR, name)
 
 
 def point_data_at(cfg: Config, ade_root, num_workers: int = 0) -> Config:
@@ -62,16 +63,7 @@ def point_data_at(cfg: Config, ade_root, num_workers: int = 0) -> Config:
     return cfg
 
 
-def make_batch(cfg: Config, split: str, num: int = 2) -> dict:
-    from mmseg.registry import DATASETS
-    dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
-    assert len(dataset) >= num, f'tiny {split} set has {len(dataset)} images'
-    return pseudo_collate([dataset[i] for i in range(num)])
-
-
 def build_segmentor(cfg: Config):
-    from mmseg.registry import MODELS
-
     # SyncBN of the heads needs a process group; the Runner reverts it
     # the same way when not distributed.
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
@@ -82,16 +74,8 @@ def build_segmentor(cfg: Config):
 @pytest.mark.parametrize('name', SEG_CONFIGS)
 def test_seg_config_trains_and_predicts(name, ade_root):
     cfg = load_cfg(name)
-    arch = name.split('soft-norm-')[1].split('_')[0]
-
-    backbone_cfg = cfg.model.backbone
-    assert backbone_cfg.type == 'mmpretrain.SOFT'
-    assert backbone_cfg.arch == arch and backbone_cfg.attn_norm is True
-    assert backbone_cfg.landmark_grid == 7
-    assert tuple(backbone_cfg.out_indices) == (0, 1, 2, 3)
-    assert backbone_cfg.out_type == 'featmap'
-    assert backbone_cfg.init_cfg.prefix == 'backbone.'
-    assert f'soft-norm-{arch}' in backbone_cfg.init_cfg.checkpoint
+    arch = arch_of(name)
+    check_backbone_cfg(cfg.model.backbone, arch)
     if name.startswith('upernet'):
         assert list(cfg.model.decode_head.in_channels) == EMBED_DIMS[arch]
         assert cfg.model.auxiliary_head.in_channels == EMBED_DIMS[arch][2]
@@ -110,13 +94,13 @@ def test_seg_config_trains_and_predicts(name, ade_root):
 
     with torch.no_grad():
         model.train()
-        data = model.data_preprocessor(make_batch(cfg, 'train'), True)
+        data = model.data_preprocessor(make_batch(cfg, 'train', DATASETS), True)
         losses = finite_losses(model(**data, mode='loss'))
         assert 'decode.loss_ce' in losses
         if name.startswith('upernet'):
             assert 'aux.loss_ce' in losses
         model.eval()
-        results = model.test_step(make_batch(cfg, 'val'))
+        results = model.test_step(make_batch(cfg, 'val', DATASETS))
     check_predictions(results)
 
 

@@ -15,7 +15,6 @@ largest absolute difference of the logits exceeds ``--tolerance``.
 """
 import argparse
 import copy
-import os
 import os.path as osp
 import sys
 import warnings
@@ -25,29 +24,20 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 from soft_mm.models.utils import CheckpointError  # noqa: E402
-from soft_mm.models.utils.deploy import (TensorForward,  # noqa: E402
-                                         build_classifier_from_config,
-                                         load_config, max_abs_diff)
+from soft_mm.models.utils.deploy import (add_export_arguments,  # noqa: E402
+                                         max_abs_diff, prepare_export,
+                                         report_export_check)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Export an mmpretrain classifier to ONNX')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--shape', type=int, nargs=2, default=[224, 224],
-        metavar=('H', 'W'), help='input size (default 224 224)')
+    add_export_arguments(parser)
     parser.add_argument('--output-file', default='tmp.onnx')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset')
     parser.add_argument(
         '--dynamic-batch', action='store_true',
         help='make the batch axis dynamic (checked with batch 2)')
-    parser.add_argument(
-        '--tolerance', type=float, default=1e-4,
-        help='largest allowed |onnxruntime - PyTorch| (default 1e-4)')
-    parser.add_argument('--cfg-options', nargs='+', default=[])
-    parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -92,16 +82,10 @@ def check_onnx(module, path, shape, batch, seed):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config, args.cfg_options)
-        model = build_classifier_from_config(cfg, args.checkpoint)
+        module, dummy = prepare_export(args, args.output_file)
     except (CheckpointError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    module = TensorForward(model).eval()
-    torch.manual_seed(args.seed)
-    dummy = torch.randn(1, 3, *args.shape)
-    if osp.dirname(args.output_file):
-        os.makedirs(osp.dirname(args.output_file), exist_ok=True)
     export_onnx(module, dummy, args.output_file, args.opset,
                 args.dynamic_batch)
     batch = 2 if args.dynamic_batch else 1
@@ -109,14 +93,9 @@ def main(argv=None) -> int:
     h, w = args.shape
     print(f'exported {args.output_file} (opset {args.opset}, input '
           f'{"N" if args.dynamic_batch else 1}x3x{h}x{w})')
-    print(f'onnxruntime vs PyTorch on a random batch of {batch}: '
-          f'max abs diff {diff:.3e} (tolerance {args.tolerance:.0e})')
-    if not diff <= args.tolerance:
-        print(f'error: {args.output_file}: onnxruntime output differs from '
-              f'PyTorch by {diff:.3e} > {args.tolerance:.0e}',
-              file=sys.stderr)
-        return 1
-    return 0
+    return report_export_check(
+        args.output_file, diff, args.tolerance,
+        f'onnxruntime vs PyTorch on a random batch of {batch}')
 
 
 if __name__ == '__main__':

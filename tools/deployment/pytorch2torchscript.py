@@ -17,7 +17,6 @@ if it differs from eager PyTorch by more than ``--tolerance``.
 """
 import argparse
 import copy
-import os
 import os.path as osp
 import sys
 import warnings
@@ -27,27 +26,19 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 from soft_mm.models.utils import CheckpointError  # noqa: E402
-from soft_mm.models.utils.deploy import (TensorForward,  # noqa: E402
-                                         build_classifier_from_config,
-                                         load_config, max_abs_diff,
-                                         newton_as_plain_ops)
+from soft_mm.models.utils.deploy import (add_export_arguments,  # noqa: E402
+                                         max_abs_diff, newton_as_plain_ops,
+                                         prepare_export, report_export_check)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Export a classifier with TorchScript / torch.export')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--shape', type=int, nargs=2, default=[224, 224],
-        metavar=('H', 'W'), help='input size (default 224 224)')
+    add_export_arguments(parser)
     parser.add_argument(
         '--method', choices=['trace', 'export'], default='trace',
         help='torch.jit.trace (.pt) or torch.export (.pt2)')
     parser.add_argument('--output-file', default=None)
-    parser.add_argument('--tolerance', type=float, default=1e-4)
-    parser.add_argument('--cfg-options', nargs='+', default=[])
-    parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -73,28 +64,18 @@ def main(argv=None) -> int:
     output = args.output_file or ('tmp.pt' if args.method == 'trace' else
                                   'tmp.pt2')
     try:
-        cfg = load_config(args.config, args.cfg_options)
-        model = build_classifier_from_config(cfg, args.checkpoint)
+        module, dummy = prepare_export(args, output)
     except (CheckpointError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    module = TensorForward(model).eval()
-    torch.manual_seed(args.seed)
-    dummy = torch.randn(1, 3, *args.shape)
-    if osp.dirname(output):
-        os.makedirs(osp.dirname(output), exist_ok=True)
     loaded = export_and_reload(module, dummy, output, args.method)
     x = torch.randn(1, 3, *args.shape)
     with torch.no_grad():
         diff = max_abs_diff(loaded(x), module(x))
-    print(f'exported {output} ({args.method}), reloaded and compared on a '
-          f'random input: max abs diff {diff:.3e} '
-          f'(tolerance {args.tolerance:.0e})')
-    if not diff <= args.tolerance:
-        print(f'error: {output}: exported model differs from PyTorch by '
-              f'{diff:.3e} > {args.tolerance:.0e}', file=sys.stderr)
-        return 1
-    return 0
+    return report_export_check(
+        output, diff, args.tolerance,
+        f'exported {output} ({args.method}), reloaded and compared on a '
+        f'random input')
 
 
 if __name__ == '__main__':

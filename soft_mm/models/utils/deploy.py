@@ -3,6 +3,8 @@
 import argparse
 import contextlib
 import copy
+import os
+import sys
 from typing import Optional, Sequence
 
 import torch
@@ -79,6 +81,56 @@ def build_classifier_from_config(cfg,
         model.init_weights()
         model.checkpoint_meta = {}
     return model.to(device).eval()
+
+
+def add_export_arguments(parser: argparse.ArgumentParser):
+    """The arguments every export tool takes: config, checkpoint, input
+    size, tolerance of the reloaded-vs-PyTorch check, overrides, seed."""
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, default=[224, 224],
+        metavar=('H', 'W'), help='input size (default 224 224)')
+    parser.add_argument(
+        '--tolerance', type=float, default=1e-4,
+        help='largest allowed |exported - PyTorch| (default 1e-4)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='override config entries, key=value')
+    parser.add_argument('--seed', type=int, default=0)
+
+
+def prepare_export(args: argparse.Namespace, output: str):
+    """Load the classifier of an export tool's ``args`` and make room for
+    ``output``.
+
+    Returns:
+        tuple[nn.Module, Tensor]: ``TensorForward`` of the classifier in
+        eval mode and a dummy input ``(1, 3, H, W)`` drawn after seeding
+        with ``args.seed``.
+
+    Raises:
+        CheckpointError, FileNotFoundError: Unreadable config or weights.
+    """
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_classifier_from_config(cfg, args.checkpoint)
+    module = TensorForward(model).eval()
+    torch.manual_seed(args.seed)
+    dummy = torch.randn(1, 3, *args.shape)
+    if os.path.dirname(output):
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+    return module, dummy
+
+
+def report_export_check(output: str, diff: float, tolerance: float,
+                        what: str) -> int:
+    """Print the exported-vs-PyTorch difference; exit status 1 (with an
+    ``error:`` line on stderr) when it exceeds ``tolerance``, else 0."""
+    print(f'{what}: max abs diff {diff:.3e} (tolerance {tolerance:.0e})')
+    if not diff <= tolerance:
+        print(f'error: {output}: exported model differs from PyTorch by '
+              f'{diff:.3e} > {tolerance:.0e}', file=sys.stderr)
+        return 1
+    return 0
 
 
 def max_abs_diff(a, b) -> float:
