@@ -70,6 +70,11 @@ where = osp.realpath(osp.dirname(soft_mm.__file__))
 assert '/venv/' in where and 'site-packages' in where, where
 assert osp.realpath(get_installed_path('soft_mm')) == where
 print('soft_mm', soft_mm.__version__, 'from', where)
+# mmpretrain's model hub knows the models, with configs inside the wheel.
+from mmpretrain.apis import ModelHub
+config = ModelHub.get('soft-tiny_1xb64_digits').config.filename
+assert osp.realpath(config).startswith(osp.join(where, '.mim')), config
+print('model hub: soft-tiny_1xb64_digits ->', config)
 PY
 
 step "mim test soft_mm $CONFIG (bare name, one process)"
