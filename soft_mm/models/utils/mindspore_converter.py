@@ -17,10 +17,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint_io import CheckpointError, compare_state_dicts, short_list
+from .checkpoint_io import CheckpointError, short_list
 from .mindspore_ckpt import read_mindspore_checkpoint
-from .official_converter import (BACKBONE, arch_name, expected_state,
-                                 fill_num_batches_tracked)
+from .official_converter import (BACKBONE, arch_name,
+                                 complete_converted_state)
 
 _NORM = {'gamma': 'weight', 'beta': 'bias'}
 _BN = {**_NORM, 'moving_mean': 'running_mean',
@@ -177,11 +177,9 @@ def convert_mindspore_tensors(tensors: Dict[str, torch.Tensor],
             continue
         t = tensors[tag]
         converted[name] = t.to(dtype) if t.is_floating_point() else t
-    expected = expected_state(arch, False, num_classes)
-    filled = fill_num_batches_tracked(converted, expected)
-    compare_state_dicts(converted, expected, path,
-                        'the SOFT architecture inferred from its tensors')
-    converted = OrderedDict((k, converted[k].contiguous()) for k in expected)
+    converted, filled = complete_converted_state(
+        converted, arch, False, num_classes, path,
+        'the SOFT architecture inferred from its tensors')
     meta = dict(
         arch=arch,
         arch_name=arch_name(arch),

@@ -217,22 +217,40 @@ def expected_state(arch: dict,
     return state
 
 
-def fill_num_batches_tracked(state: Dict[str, torch.Tensor],
-                             expected: Dict[str, torch.Tensor]) -> list:
-    """Add BN ``num_batches_tracked`` counters the source lacks (as 0).
+def complete_converted_state(converted: Dict[str, torch.Tensor],
+                             arch: dict, conv_bias: bool,
+                             num_classes: Optional[int], path: str,
+                             what: str) -> Tuple[OrderedDict, list]:
+    """Check a renamed state dict against the model ``arch`` builds.
 
-    They only matter for BN momentum=None, which SOFT does not use.
+    BN ``num_batches_tracked`` counters the source lacks are added as 0
+    (they only matter for BN momentum=None, which SOFT does not use); any
+    other missing or unexpected key, or a wrong shape, is refused.
+
+    Args:
+        converted (dict): soft_mm names to tensors.
+        arch (dict): The architecture inferred from the source.
+        conv_bias (bool): Whether the source convs have biases.
+        num_classes (int, optional): Head size; None for no head.
+        path (str): File name, for messages.
+        what (str): How ``arch`` was found, for messages.
 
     Returns:
-        list[str]: The keys added.
+        tuple[OrderedDict, list[str]]: The state dict in the model's key
+        order (contiguous tensors) and the counter keys that were added.
     """
-    added = [
+    expected = expected_state(arch, conv_bias, num_classes)
+    filled = [
         k for k in expected
-        if k.endswith('.num_batches_tracked') and k not in state
+        if k.endswith('.num_batches_tracked') and k not in converted
     ]
-    for k in added:
-        state[k] = torch.tensor(0, dtype=torch.long)
-    return added
+    converted = dict(converted)
+    for k in filled:
+        converted[k] = torch.tensor(0, dtype=torch.long)
+    compare_state_dicts(converted, expected, path, what)
+    # Order as the model for readability of the saved file.
+    ordered = OrderedDict((k, converted[k].contiguous()) for k in expected)
+    return ordered, filled
 
 
 def select_official_state(ckpt, path: str, use_ema: bool = True):
@@ -297,14 +315,10 @@ def convert_official_state_dict(state: Dict[str, torch.Tensor],
         raise CheckpointError(f'{path}: {len(unknown)} keys are not part of '
                               f'an official SOFT model: {short_list(unknown)}')
     arch, extras = infer_official_arch(state, path)
-    converted = OrderedDict((names[k], v) for k, v in state.items())
-    expected = expected_state(arch, extras['conv_bias'],
-                              extras['num_classes'])
-    filled = fill_num_batches_tracked(converted, expected)
-    compare_state_dicts(converted, expected, path,
-                        'the SOFT architecture inferred from its keys')
-    # Order as the model for readability of the saved file.
-    converted = OrderedDict((k, converted[k].contiguous()) for k in expected)
+    converted, filled = complete_converted_state(
+        {names[k]: v for k, v in state.items()}, arch, extras['conv_bias'],
+        extras['num_classes'], path,
+        'the SOFT architecture inferred from its keys')
     meta = dict(
         arch=arch,
         arch_name=arch_name(arch),
