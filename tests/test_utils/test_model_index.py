@@ -99,6 +99,13 @@ def test_inferencer_by_name(digits_checkpoint):
     assert result['pred_class'] == str(result['pred_label'])
 
 
+def test_no_published_weights_is_said():
+    """soft_mm publishes no weights: ``pretrained=True`` must not pass
+    silently (mmpretrain warns and keeps the random init)."""
+    with pytest.warns(UserWarning, match='Unable to find pre-defined'):
+        get_model(DIGITS, pretrained=True)
+
+
 def test_unknown_name_is_refused():
     with pytest.raises(ValueError, match='Failed to find model'):
         get_model('soft-gigantic_1xb1_in1k')
