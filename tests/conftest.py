@@ -1,16 +1,35 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 import pytest
-from mmengine.registry import DefaultScope
+from mmengine.utils import ManagerMixin
+
+
+def _manager_classes() -> list:
+    """``ManagerMixin`` and every subclass imported so far."""
+    classes, todo = [], [ManagerMixin]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    return classes
 
 
 @pytest.fixture(autouse=True)
-def isolate_default_scope():
-    """Undo the default scope a test's Runner sets (mmdet, mmseg, ...).
+def isolate_mmengine_globals():
+    """Undo the process-wide instances a test's Runner leaves behind.
 
-    mmengine keeps the latest ``DefaultScope`` process-wide, so after an mmseg
-    Runner test every later registry build would look in mmseg's registries.
+    mmengine keeps ``DefaultScope``, ``Visualizer``, ``MMLogger`` and
+    ``MessageHub`` instances by name for the whole process. Without this, a
+    later test's registry builds look in the scope an mmseg Runner set, and a
+    second Runner built from an mmdet / mmseg config (whose visualizer has
+    the fixed name ``'visualizer'``) reuses the first one's visualizer, which
+    writes into the first test's work dir -- deleted by then when that test
+    passed (pytest.ini keeps only failed tests' tmp dirs).
     """
-    saved = DefaultScope._instance_dict.copy()
+    saved = {cls: cls._instance_dict.copy() for cls in _manager_classes()
+             if '_instance_dict' in vars(cls)}
     yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(saved)
+    for cls in _manager_classes():
+        if '_instance_dict' not in vars(cls):
+            continue
+        cls._instance_dict.clear()
+        cls._instance_dict.update(saved.get(cls, {}))
