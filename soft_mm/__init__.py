@@ -7,15 +7,30 @@ mmpretrain's registries and soft_mm's models in mmpretrain's model hub
 :mod:`soft_mm.utils.model_index`), and lets ``torch.load(weights_only=True)``
 read the few mmengine types that mmengine checkpoints hold (see
 :mod:`soft_mm.utils.checkpoint`).
+
+Without mmengine / mmpretrain installed, only the attention op
+(:mod:`soft_mm.ops`, which needs nothing but torch) is usable: that is how
+``tools/gpu/check.sh`` tests the kernels on a bare CUDA machine.
+``OPENMMLAB_MISSING`` then names the missing package.
 """
-from .utils.checkpoint import register_mmengine_safe_globals
 from .version import __version__, version_info
 
-register_mmengine_safe_globals()
+OPENMMLAB_MISSING = None
+try:
+    import mmengine  # noqa: F401
+    import mmpretrain  # noqa: F401
+except ModuleNotFoundError as e:
+    # Only an absent toolbox; a toolbox that is there but broken (one of
+    # its own imports fails) raises as usual.
+    if e.name not in ('mmengine', 'mmpretrain', 'mmcv'):
+        raise
+    OPENMMLAB_MISSING = e.name
+else:
+    from .utils.checkpoint import register_mmengine_safe_globals
+    register_mmengine_safe_globals()
 
-from . import datasets, engine, models  # noqa: E402,F401
-from .utils.model_index import register_model_index  # noqa: E402
+    from . import datasets, engine, models  # noqa: F401
+    from .utils.model_index import register_model_index
+    register_model_index()
 
-register_model_index()
-
-__all__ = ['__version__', 'version_info']
+__all__ = ['__version__', 'version_info', 'OPENMMLAB_MISSING']

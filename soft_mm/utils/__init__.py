@@ -1,4 +1,3 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-from .checkpoint import register_mmengine_safe_globals
-
-__all__ = ['register_mmengine_safe_globals']
+"""Helpers; import the submodules (``soft_mm.utils.checkpoint`` needs
+mmengine, ``soft_mm.utils.benchmark`` only torch)."""

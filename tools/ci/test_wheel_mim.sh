@@ -77,6 +77,12 @@ assert osp.realpath(config).startswith(osp.join(where, '.mim')), config
 print('model hub: soft-tiny_1xb64_digits ->', config)
 PY
 
+step "mim search soft_mm (the model index inside the wheel)"
+"$PY" -m mim search soft_mm --valid-config > "$WORK/search.txt"
+cat "$WORK/search.txt"
+grep -q 'soft-tiny_1xb64_digits' "$WORK/search.txt"
+grep -q 'soft-norm-huge_16xb64-official_in1k' "$WORK/search.txt"
+
 step "mim test soft_mm $CONFIG (bare name, one process)"
 "$PY" -m mim test soft_mm "$CONFIG" --checkpoint "$CHECKPOINT" \
     --work-dir "$WORK/test1" --out "$WORK/m1.json" --out-item metrics

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of soft_mm's SOFT attention op, for a CUDA machine that has only
-# this repository (and a CUDA build of torch, or network access to pip):
+# this repository, a CUDA build of torch, nvcc and pytest (no network, no
+# OpenMMLab packages needed: soft_mm.ops and tests/test_ops use torch alone):
 #   1. build soft_mm._ext with its CUDA kernels, in place;
 #   2. run tests/test_ops with the CUDA tests required (not skipped);
 #   3. run tools/analysis_tools/benchmark_ops.py on the GPU.
@@ -13,23 +14,24 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-work_dirs/gpu_check}"
 mkdir -p "$OUT"
-PY="${PYTHON:-python}"
+# The python that holds torch: `python` where it exists, else `python3`.
+PY="${PYTHON:-$(command -v python || command -v python3)}"
 
 echo "== environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
-if ! "$PY" -c 'import torch' 2>/dev/null; then
-  echo "torch missing: installing requirements/build.txt (needs network)"
-  "$PY" -m pip install -r requirements/build.txt
-fi
-if ! "$PY" -c 'import mmengine, mmcv, pytest' 2>/dev/null; then
-  "$PY" -m pip install -r requirements/runtime.txt -r requirements/tests.txt
-fi
+command -v nvcc && nvcc --version | tail -n 1
 "$PY" - <<'PY'
+import sys
 import torch
-print('torch', torch.__version__, 'cuda', torch.version.cuda)
+import pytest
+print('python', sys.version.split()[0], 'torch', torch.__version__,
+      'cuda', torch.version.cuda, 'pytest', pytest.__version__)
 assert torch.cuda.is_available(), 'no CUDA device visible to torch'
 print('device', torch.cuda.get_device_name(0),
       'capability %d.%d' % torch.cuda.get_device_capability(0))
+import soft_mm
+print('OpenMMLab:', 'missing (' + soft_mm.OPENMMLAB_MISSING + '): op only'
+      if soft_mm.OPENMMLAB_MISSING else 'installed')
 PY
 
 echo "== build (in place, CUDA forced)"
