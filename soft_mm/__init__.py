@@ -25,6 +25,14 @@ except ModuleNotFoundError as e:
     if e.name not in ('mmengine', 'mmpretrain', 'mmcv'):
         raise
     OPENMMLAB_MISSING = e.name
+    if e.name != 'mmengine':
+        # mmengine without mmpretrain: a config's `custom_imports` would
+        # import soft_mm and then not find `SOFT`; say why here.
+        import warnings
+        warnings.warn(
+            f'soft_mm: {e.name} is not installed, so the SOFT backbone, '
+            'datasets and hooks are not registered; only soft_mm.ops is '
+            'usable. Install the OpenMMLab stack with tools/setup.sh.')
 else:
     from .utils.checkpoint import register_mmengine_safe_globals
     register_mmengine_safe_globals()

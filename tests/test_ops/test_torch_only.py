@@ -66,6 +66,23 @@ def test_op_imports_and_runs_without_openmmlab(tmp_path):
     assert 'torch-only OK' in proc.stdout
 
 
+def test_partial_stack_warns(tmp_path):
+    """mmengine without mmpretrain: import works (the op) but warns that
+    nothing is registered."""
+    pytest.importorskip('mmengine')
+    proc = run_blocked(
+        tmp_path, ['mmpretrain'],
+        'import warnings\n'
+        'with warnings.catch_warnings(record=True) as w:\n'
+        '    warnings.simplefilter("always")\n'
+        '    import soft_mm\n'
+        'assert soft_mm.OPENMMLAB_MISSING == "mmpretrain"\n'
+        'print([str(x.message) for x in w])\n')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'mmpretrain is not installed' in proc.stdout
+    assert 'only soft_mm.ops is usable' in proc.stdout
+
+
 def test_broken_toolbox_is_not_hidden(tmp_path):
     """Only an absent mmengine / mmpretrain / mmcv is tolerated: an
     installed mmpretrain whose own dependency is missing raises."""
