@@ -30,12 +30,13 @@ def find_model_index() -> Optional[str]:
     Returns:
         str | None: The file, or None when neither exists.
     """
+    roots = [osp.join(_PACKAGE_DIR, '.mim')]
     checkout = osp.dirname(_PACKAGE_DIR)
-    for root in (checkout, osp.join(_PACKAGE_DIR, '.mim')):
+    if osp.isfile(osp.join(checkout, 'setup.py')):
+        roots.insert(0, checkout)
+    for root in roots:
         path = osp.join(root, 'model-index.yml')
-        if osp.isfile(path) and osp.isdir(osp.join(root, 'configs')) and (
-                root != checkout
-                or osp.isfile(osp.join(checkout, 'setup.py'))):
+        if osp.isfile(path) and osp.isdir(osp.join(root, 'configs')):
             return path
     return None
 
