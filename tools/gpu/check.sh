@@ -4,14 +4,19 @@
 # OpenMMLab packages needed: soft_mm.ops and tests/test_ops use torch alone):
 #   1. build soft_mm._ext with its CUDA kernels, in place;
 #   2. run tests/test_ops with the CUDA tests required (not skipped);
-#   3. run tools/analysis_tools/benchmark_ops.py on the GPU.
+#   3. tools/analysis_tools/benchmark_ops.py on the GPU, and every kernel
+#      under compute-sanitizer (memcheck, racecheck), interleaved by value
+#      and each time-boxed so that all of it ends within DEADLINE seconds.
 # Results go to $OUT (default work_dirs/gpu_check): build.log, tests.log,
-# benchmark_*.md.
+# sanitizer_*.log, benchmark_*.md.
 #
 #   bash tools/gpu/check.sh
 #   QUICK=1 bash tools/gpu/check.sh      # benchmark at 224 only
+#   DEADLINE=300 bash tools/gpu/check.sh # stop starting steps after ~300 s
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+SCRIPT_START=$(date +%s)
+DEADLINE="${DEADLINE:-540}"
 OUT="${OUT:-work_dirs/gpu_check}"
 mkdir -p "$OUT"
 # The python that holds torch: `python` where it exists, else `python3`.
@@ -54,22 +59,57 @@ SOFT_MM_REQUIRE_CUDA=1 "$PY" -m pytest tests/test_ops -q -rs \
 tests_rc=${PIPESTATUS[0]}
 set -e
 
-echo "== benchmark"
-# Ordered by what matters most, each step time-boxed (BENCH_TIMEOUT seconds,
-# default 180) so that a slow step cannot eat a short GPU lease: what ran
-# before it is already in $OUT.
-T="${BENCH_TIMEOUT:-180}"
+# What follows is ordered by value and time-boxed: each step gets at most its
+# own budget and never runs past DEADLINE seconds after the script started
+# (default 540, inside the device tool's 600 s per call), so that a slow step
+# cannot eat a short GPU lease; what ran before it is already in $OUT.
+left() { echo $(( DEADLINE - ($(date +%s) - SCRIPT_START) )); }
+budget() {  # budget SECONDS: min(SECONDS, time left - 10), or 0 under 20
+  local want="$1" l
+  l=$(( $(left) - 10 ))
+  [ "$l" -lt "$want" ] && want="$l"
+  if [ "$want" -lt 20 ]; then echo 0; else echo "$want"; fi
+}
 if [ "${QUICK:-0}" = 1 ]; then SIZES="224"; else SIZES="224 512 1024"; fi
 bench() {  # bench NAME ARGS...: one benchmark_ops run into $OUT/NAME.md
-  local name="$1"; shift
-  timeout "$T" "$PY" tools/analysis_tools/benchmark_ops.py --device cuda "$@" \
-    | tee "$OUT/$name.md" || echo "<!-- $name: stopped (timeout ${T}s or error) -->"
+  local name="$1" t; shift
+  t=$(budget "${BENCH_TIMEOUT:-180}")
+  if [ "$t" = 0 ]; then echo "== $name: skipped (deadline)"; return; fi
+  echo "== benchmark $name (at most ${t}s)"
+  timeout "$t" "$PY" tools/analysis_tools/benchmark_ops.py --device cuda "$@" \
+    | tee "$OUT/$name.md" || echo "<!-- $name: stopped (timeout ${t}s or error) -->"
 }
+sanitize() {  # sanitize TOOL: tools/gpu/exercise_ops.py under compute-sanitizer
+  local tool="$1" t rc
+  if ! command -v compute-sanitizer >/dev/null 2>&1; then
+    echo "== $tool: compute-sanitizer not found, skipped"; return; fi
+  t=$(budget "${SANITIZER_TIMEOUT:-150}")
+  if [ "$t" = 0 ]; then echo "== $tool: skipped (deadline)"; return; fi
+  echo "== compute-sanitizer --tool $tool (at most ${t}s)"
+  set +e
+  timeout "$t" compute-sanitizer --tool "$tool" --error-exitcode 3 \
+    --print-limit 20 "$PY" tools/gpu/exercise_ops.py \
+    > "$OUT/sanitizer_$tool.log" 2>&1
+  rc=$?
+  set -e
+  echo "$tool: exit $rc (0 clean, 3 errors found, 124 timed out):" \
+    "$(grep -h 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log" | tail -n 1)"
+  if [ "$rc" = 3 ]; then
+    grep -m 20 -B 2 -A 8 'Invalid\|Race\|Hazard' "$OUT/sanitizer_$tool.log" || true
+    if [ "$tests_rc" = 0 ]; then tests_rc=3; fi
+  fi
+}
+
 # Eager fused vs eager reference at every size, plus the Newton-only table.
 bench benchmark_sizes --sizes $SIZES --batches 1 64 --repeat 10 --no-compile
+# Out-of-bounds / misaligned accesses, then shared-memory races, in kernels
+# that never ran before; the log tails hold the "ERROR SUMMARY".
+sanitize memcheck
 bench benchmark_224_bf16 --sizes 224 --batches 64 --dtype bfloat16 \
   --repeat 20 --no-compile --no-newton
+sanitize racecheck
 # torch.compile of the reference compiles once per shape and pass: 224 only.
 bench benchmark_224_compile --sizes 224 --batches 1 64 --repeat 20 --no-newton
-echo "== done: results in $OUT (tests exit status $tests_rc)"
+echo "== done in $(( $(date +%s) - SCRIPT_START ))s: results in $OUT" \
+  "(exit status $tests_rc: tests, or 3 for sanitizer errors)"
 exit "$tests_rc"
