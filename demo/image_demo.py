@@ -16,7 +16,12 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+import mmcv
+from mmengine.config import DictAction
+from mmpretrain.apis import ImageClassificationInferencer
+
+from soft_mm.apis.inference import build_classifier, load_config
+from soft_mm.checkpoint import CheckpointError
 
 
 def parse_args(argv=None):
@@ -29,7 +34,9 @@ def parse_args(argv=None):
         '--show-dir', default=None,
         help='save the image with the prediction drawn to this folder')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--cfg-options', nargs='+', default=[])
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, key=value (mmengine DictAction)')
     return parser.parse_args(argv)
 
 
@@ -39,7 +46,6 @@ class DemoError(Exception):
 
 def read_image(path: str):
     """Decode ``path`` (BGR) or raise :class:`DemoError` naming it."""
-    import mmcv
     if not osp.isfile(path):
         raise DemoError(f'{path}: no such image file')
     try:
@@ -52,40 +58,21 @@ def read_image(path: str):
     return img
 
 
-def dataset_classes(cfg, meta: dict):
-    """Class names: the checkpoint's ``dataset_meta``, else the test
-    dataset's ``METAINFO``, else None."""
-    classes = (meta.get('dataset_meta') or {}).get('classes')
-    if classes:
-        return list(classes)
-    try:
-        from mmpretrain.registry import DATASETS
-        dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
-        return list(dataset_cls.METAINFO.get('classes') or []) or None
-    except Exception:  # no test dataset in the config
-        return None
-
-
 def build_inferencer(args):
-    from mmpretrain.apis import ImageClassificationInferencer
-
-    from soft_mm.models.utils.deploy import (build_classifier_from_config,
-                                             load_config)
+    """mmpretrain's inferencer around the strictly loaded classifier (its
+    preprocessor, class names and test pipeline come from the config)."""
     cfg = load_config(args.config, args.cfg_options)
     if 'test_dataloader' not in cfg:
         raise DemoError(f'{args.config}: the config has no test_dataloader '
                         '(its test pipeline preprocesses the image)')
-    model = build_classifier_from_config(
+    model = build_classifier(
         cfg, args.checkpoint, attn_impl=None, device=args.device)
-    model._config = cfg
-    classes = dataset_classes(cfg, model.checkpoint_meta)
     return ImageClassificationInferencer(
-        model, pretrained=False, device=args.device, classes=classes)
+        model, pretrained=False, device=args.device)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from soft_mm.models.utils import CheckpointError
     try:
         read_image(args.img)
         inferencer = build_inferencer(args)

@@ -3,10 +3,11 @@
 
 Importing it registers the ``SOFT`` backbone and soft_mm's datasets in
 mmpretrain's registries and soft_mm's models in mmpretrain's model hub
-(``mmpretrain.get_model('soft-tiny_8xb128_in1k')``, see
-:mod:`soft_mm.utils.model_index`), and lets ``torch.load(weights_only=True)``
-read the few mmengine types that mmengine checkpoints hold (see
-:mod:`soft_mm.utils.checkpoint`).
+(``mmpretrain.get_model('soft-tiny_3rdparty_8xb128-official_in1k')``, see
+:mod:`soft_mm.apis.model_index`), registers the ``soft-official://`` and
+``soft-mindspore://`` checkpoint schemes with mmengine, and lets
+``torch.load(weights_only=True)`` read the few plain-data types that
+mmengine checkpoints hold (see :mod:`soft_mm.checkpoint.io`).
 
 Without mmengine / mmpretrain installed, only the attention op
 (:mod:`soft_mm.ops`, which needs nothing but torch) is usable: that is how
@@ -34,11 +35,11 @@ except ModuleNotFoundError as e:
             'datasets and hooks are not registered; only soft_mm.ops is '
             'usable. Install the OpenMMLab stack with tools/setup.sh.')
 else:
-    from .utils.checkpoint import register_mmengine_safe_globals
-    register_mmengine_safe_globals()
-
     from . import datasets, engine, models  # noqa: F401
-    from .utils.model_index import register_model_index
+    from .apis.model_index import register_model_index
+    from .checkpoint import register_checkpoint_schemes, register_safe_globals
+    register_safe_globals()
+    register_checkpoint_schemes()
     register_model_index()
 
 __all__ = ['__version__', 'version_info', 'OPENMMLAB_MISSING']

@@ -2,6 +2,7 @@
 """Evaluate a soft_mm checkpoint with mmengine's Runner (mmpretrain's flags)."""
 import argparse
 import os
+import sys
 from copy import deepcopy
 
 import mmengine
@@ -11,11 +12,11 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
-from soft_mm.utils.launch import (default_work_dir, set_dataloader_defaults,
-                                  setup_distributed)
+from soft_mm.apis.launch import (default_work_dir, set_dataloader_defaults,
+                                 setup_distributed)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a soft_mm model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -55,7 +56,7 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if args.out is None and args.out_item is not None:
         parser.error('--out-item needs --out')
@@ -108,8 +109,8 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
-def main():
-    args = parse_args()
+def main(argv=None) -> int:
+    args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_distributed(cfg, args.launcher)
     if 'runner_type' not in cfg:
@@ -122,7 +123,8 @@ def main():
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

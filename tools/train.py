@@ -2,17 +2,18 @@
 """Train a soft_mm model with mmengine's Runner (mmpretrain's flags)."""
 import argparse
 import os
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
-from soft_mm.utils.launch import (default_work_dir, set_dataloader_defaults,
-                                  setup_distributed)
+from soft_mm.apis.launch import (default_work_dir, set_dataloader_defaults,
+                                 setup_distributed)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a soft_mm model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -52,7 +53,7 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -86,8 +87,8 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
-def main():
-    args = parse_args()
+def main(argv=None) -> int:
+    args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_distributed(cfg, args.launcher)
     if 'runner_type' not in cfg:
@@ -95,7 +96,8 @@ def main():
     else:
         runner = RUNNERS.build(cfg)
     runner.train()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,17 +1,16 @@
 # Semantic FPN with a SOFT-Norm small backbone on ADE20K, 512x512 crops, 40k
 # iterations on 4 GPUs x 4 images (PVT's Semantic FPN recipe). Run it with
-# mmseg's own tools (see configs/mmseg/README.md):
+# mmseg's own tools (see configs/mmseg/README.md); the backbone and the
+# optimizer's decay rules are shared with the other dense configs
+# (configs/_base_/models/soft/soft-norm_dense-backbone.py):
 #   mim train mmseg configs/mmseg/fpn_soft-norm-small_4xb4-40k_ade20k-512x512.py
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
+    '../_base_/models/soft/soft-norm_dense-backbone.py',
 ]
-
-# `import soft_mm` registers SOFT in mmpretrain's MODELS registry; the
-# backbone is then reached from mmseg's registry as 'mmpretrain.SOFT'.
-custom_imports = dict(imports=['soft_mm'], allow_failed_imports=False)
 
 # A soft_mm ImageNet classifier checkpoint of the same arch (its keys start
 # with 'backbone.'). Nothing is downloaded.
@@ -23,40 +22,20 @@ model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone=dict(
-        _delete_=True,
-        type='mmpretrain.SOFT',
+        _base_.pop('soft_dense_backbone'),
         arch='small',
-        attn_norm=True,  # SOFT-Norm
-        # Bound the landmarks to a 7x7 grid per head: linear cost at
-        # 512x512 and above, identical to the official model at 224.
-        landmark_grid=7,
-        out_indices=(0, 1, 2, 3),
-        # Stage 4 runs with its cls token; the token is dropped from the
-        # output after the final norm, leaving an NCHW map at stride 32.
-        out_type='featmap',
         drop_path_rate=0.1,
-        frozen_stages=-1,
-        # Keep the stem's BatchNorm statistics from ImageNet (4 images per
-        # GPU, no SyncBN inside the backbone).
-        norm_eval=True,
-        with_cp=False,
         init_cfg=dict(
             type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     neck=dict(in_channels=[64, 128, 320, 512]),
     decode_head=dict(num_classes=150))
 
-# AdamW + poly decay as PVT's Semantic FPN; no weight decay on norms,
-# position tables and the cls token.
+# AdamW + poly decay as PVT's Semantic FPN.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        custom_keys={
-            '.pos_embeds': dict(decay_mult=0.),
-            '.cls_token': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=_base_.pop('soft_dense_paramwise'))
 param_scheduler = [
     dict(
         type='PolyLR',

@@ -47,5 +47,5 @@ custom_hooks = [
     # Resume continues the random streams too (mmengine does not save them).
     dict(type='RNGStateHook'),
     # Stop at the first NaN/inf loss, naming the step.
-    dict(type='CheckInvalidLossHook'),
+    dict(type='StopOnInvalidLossHook'),
 ]

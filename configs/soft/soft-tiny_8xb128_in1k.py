@@ -1,8 +1,8 @@
 # SOFT-tiny on ImageNet-1k with the seed recipe (MindSpore port on 8 Ascend
-# 910, 78.44 % top-1; SOFT.md §7): 8 devices x 128 images, AdamW lr 2.75e-3,
-# 300 epochs, AutoAugment + Mixup 0.2, label smoothing 0.1, no drop path.
-# The seed trained in fp16 throughout; this config is fp32 (see the -amp
-# variants).
+# 910, 78.44 % top-1; docs/design.md#training-recipes): 8 devices x 128 images,
+# AdamW lr 2.75e-3, 300 epochs, AutoAugment + Mixup 0.2, label smoothing 0.1,
+# no drop path. The seed trained in fp16 throughout; this config is fp32 (see
+# the -amp variants).
 #   tools/dist_train.sh configs/soft/soft-tiny_8xb128_in1k.py 8
 _base_ = [
     '../_base_/models/soft/soft-tiny.py',

@@ -1,5 +1,6 @@
 # SOFT-tiny as the seed's MindSpore port computes it, for checkpoints
-# converted with tools/model_converters/mindspore2mmpretrain.py (SOFT.md §6b):
+# converted with tools/model_converters/mindspore2mmpretrain.py
+# (docs/design.md#checkpoint-layouts):
 #   python tools/model_converters/mindspore2mmpretrain.py SOFT_tiny.ckpt \
 #       checkpoints/soft-tiny_mindspore-port_in1k.pth
 #   python tools/test.py configs/soft/soft-tiny_mindspore-port_in1k.py \
@@ -22,7 +23,7 @@ model = dict(
         drop_path_rate=0.0))
 
 # The converted weights (``soft-mindspore://SOFT_tiny.ckpt`` also works here:
-# soft_mm.models.utils converts the original .ckpt while loading).
+# `import soft_mm` registers the scheme that converts the original .ckpt
+# while loading).
 load_from = 'checkpoints/soft-tiny_mindspore-port_in1k.pth'
-custom_imports = dict(
-    imports=['soft_mm', 'soft_mm.models.utils'], allow_failed_imports=False)
+custom_imports = dict(imports=['soft_mm'], allow_failed_imports=False)

@@ -1,10 +1,15 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
+from . import reference
+from .attention import IMPLS, resolve_impl, soft_attention
+from .checks import check_attention_inputs
+from .ext import ext_available, ext_device_types
 from .reference import (gaussian_kernel, newton_inverse, newton_iterate,
                         soft_attention_reference)
-from .soft_attention import IMPLS, soft_attention
-from .ext import ext_available, ext_device_types
+from .triton import triton_available, triton_device_types
 
 __all__ = [
     'gaussian_kernel', 'newton_inverse', 'newton_iterate', 'soft_attention',
-    'soft_attention_reference', 'IMPLS', 'ext_available', 'ext_device_types'
+    'soft_attention_reference', 'IMPLS', 'resolve_impl',
+    'check_attention_inputs', 'ext_available', 'ext_device_types',
+    'triton_available', 'triton_device_types', 'reference'
 ]

@@ -15,7 +15,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .reference import NEWTON_ITERS, NEWTON_RIDGE
+from .checks import check_attention_inputs, check_newton_iters
+from .reference import NEWTON_ITERS, NEWTON_RIDGE, compute_dtype
 
 #: Why the extension is unusable, or None when it loaded.
 EXT_ERROR: Optional[str] = None
@@ -51,12 +52,6 @@ def ext_device_types() -> Tuple[str, ...]:
     return tuple(types)
 
 
-def _compute_dtype(*tensors: Tensor) -> torch.dtype:
-    if any(t.dtype == torch.float64 for t in tensors):
-        return torch.float64
-    return torch.float32
-
-
 def _register() -> None:
     lib_ops = torch.ops.soft_mm
     fake = torch.library.register_fake
@@ -65,7 +60,7 @@ def _register() -> None:
     @fake('soft_mm::gaussian_kernel')
     def _(x, y):
         return x.new_empty((x.shape[0], x.shape[1], y.shape[1]),
-                           dtype=_compute_dtype(x, y))
+                           dtype=compute_dtype(x, y))
 
     @fake('soft_mm::gaussian_kernel_backward')
     def _(grad, x, y, kernel):
@@ -74,7 +69,7 @@ def _register() -> None:
 
     @fake('soft_mm::newton_inverse')
     def _(mat, iters=NEWTON_ITERS, ridge=NEWTON_RIDGE):
-        return mat.new_empty(mat.shape, dtype=_compute_dtype(mat))
+        return mat.new_empty(mat.shape, dtype=compute_dtype(mat))
 
     @fake('soft_mm::newton_inverse_backward')
     def _(grad, inv):
@@ -82,7 +77,7 @@ def _register() -> None:
 
     @fake('soft_mm::soft_attention_forward')
     def _(q, landmarks, v, iters=NEWTON_ITERS, norm=False):
-        dtype = _compute_dtype(q, landmarks, v)
+        dtype = compute_dtype(q, landmarks, v)
         bh, n, m = q.shape[0] * q.shape[1], q.shape[2], landmarks.shape[2]
         return (v.new_empty(q.shape[:3] + v.shape[3:]),
                 q.new_empty((bh, n, m), dtype=dtype),
@@ -165,7 +160,18 @@ def _require_ext() -> None:
                            f'{EXT_ERROR}')
 
 
-def gaussian_kernel(x: Tensor, y: Tensor) -> Tensor:
+def _check_batched(name: str, arg: str, t: Tensor, what: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f'{name}: {arg} must be a Tensor, got {type(t)}')
+    if t.dim() < 2:
+        raise ValueError(f'{name}: {arg} must be {what} (at least 2-D), got '
+                         f'shape {tuple(t.shape)}')
+    if not t.is_floating_point():
+        raise TypeError(f'{name}: {arg} must be a floating point tensor, got '
+                        f'{t.dtype}')
+
+
+def gaussian_kernel_fused(x: Tensor, y: Tensor) -> Tensor:
     """Fused ``exp(-||x_i - y_j||^2 / 2)`` from the extension.
 
     Args:
@@ -176,26 +182,39 @@ def gaussian_kernel(x: Tensor, y: Tensor) -> Tensor:
         Tensor: ``(..., n, m)`` in float32 (float64 for float64 inputs).
     """
     _require_ext()
+    _check_batched('gaussian_kernel_fused', 'x', x, '(..., n, d)')
+    _check_batched('gaussian_kernel_fused', 'y', y, '(..., m, d)')
+    if x.shape[:-2] != y.shape[:-2] or x.shape[-1] != y.shape[-1]:
+        raise ValueError('gaussian_kernel_fused: x (..., n, d) and y '
+                         '(..., m, d) must share the leading dims and d, got '
+                         f'{tuple(x.shape)} and {tuple(y.shape)}')
     lead = x.shape[:-2]
     out = torch.ops.soft_mm.gaussian_kernel(
         x.reshape(-1, *x.shape[-2:]), y.reshape(-1, *y.shape[-2:]))
     return out.view(*lead, x.shape[-2], y.shape[-2])
 
 
-def newton_inverse(mat: Tensor,
-                   iters: int = NEWTON_ITERS,
-                   ridge: float = NEWTON_RIDGE) -> Tensor:
+def newton_inverse_fused(mat: Tensor,
+                         iters: int = NEWTON_ITERS,
+                         ridge: float = NEWTON_RIDGE) -> Tensor:
     """SOFT's batched Newton inverse of ``mat + ridge * I`` from the extension.
 
     Args:
         mat (Tensor): ``(..., m, m)``.
-        iters (int): Iterations. Defaults to 20.
+        iters (int): Iterations, >= 0. Defaults to 20.
         ridge (float): Diagonal ridge. Defaults to 0.01.
 
     Returns:
         Tensor: ``(..., m, m)`` in float32 (float64 for float64 inputs).
     """
     _require_ext()
+    _check_batched('newton_inverse_fused', 'mat', mat, '(..., m, m)')
+    if mat.shape[-1] != mat.shape[-2] or mat.shape[-1] < 1:
+        raise ValueError('newton_inverse_fused: mat must be (..., m, m) with '
+                         f'm >= 1, got shape {tuple(mat.shape)}')
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
+        raise ValueError('newton_inverse_fused: iters must be an int >= 0, '
+                         f'got {iters!r}')
     out = torch.ops.soft_mm.newton_inverse(
         mat.reshape(-1, *mat.shape[-2:]), iters, ridge)
     return out.view(mat.shape)
@@ -212,6 +231,8 @@ def soft_attention_fused(q: Tensor,
         Tensor: ``(B, h, n, dv)`` in the dtype of ``v``.
     """
     _require_ext()
+    check_attention_inputs(q, landmarks, v)
+    check_newton_iters(newton_iters)
     return torch.ops.soft_mm.soft_attention_forward(q, landmarks, v,
                                                     newton_iters, norm)[0]
 

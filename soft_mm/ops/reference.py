@@ -10,7 +10,8 @@ Shapes used throughout:
 
 The attention is ``X = (A @ B^-1) @ (A^T @ V)`` with the Gaussian kernels
 ``A = exp(-D(Q, Q~) / 2)`` (n x m) and ``B = exp(-D(Q~, Q~) / 2)`` (m x m),
-``B^-1`` being SOFT's fixed 20-step Newton iteration (see ``SOFT.md`` s. 3-4).
+``B^-1`` being SOFT's fixed 20-step Newton iteration (see ``docs/design.md``,
+sections "Attention" and "Newton inverse and its gradient").
 """
 import torch
 from torch import Tensor
@@ -18,8 +19,14 @@ from torch.autograd.function import once_differentiable
 
 #: The iteration count of the published models; part of the model itself.
 NEWTON_ITERS = 20
-#: Ridge added to the landmark kernel before inversion.
+#: Ridge added to the landmark kernel before inversion. Must equal
+#: ``kNewtonRidge`` in ``csrc/common/soft_attention_common.h``.
 NEWTON_RIDGE = 0.01
+#: The Newton step is ``alpha = NEWTON_ALPHA_SCALE / (max row sum)^2``, i.e.
+#: ``0.9 * 2 / ||B||_inf^2``. Must equal ``kNewtonAlphaScale`` in
+#: ``csrc/common/soft_attention_common.h`` (the Triton kernels take this one);
+#: ``tests/test_ops`` checks the compiled op against it at 0 and 1 steps.
+NEWTON_ALPHA_SCALE = 1.8
 
 
 def compute_dtype(*tensors: Tensor) -> torch.dtype:
@@ -67,9 +74,16 @@ def gaussian_kernel(x: Tensor, y: Tensor) -> Tensor:
 
 
 def newton_alpha(mat: Tensor) -> Tensor:
-    """Per-matrix step ``alpha = 0.9 * 2 / (max_i sum_j |B_ij|)^2``."""
+    """Per-matrix step ``alpha = 0.9 * 2 / (max_i sum_j |B_ij|)^2``.
+
+    Args:
+        mat (Tensor): ``(..., m, m)``.
+
+    Returns:
+        Tensor: ``(..., 1, 1)``, broadcastable against ``mat``.
+    """
     max_row_sum = mat.abs().sum(-1).amax(-1)
-    return (1.8 / max_row_sum.pow(2))[..., None, None]
+    return (NEWTON_ALPHA_SCALE / max_row_sum.pow(2))[..., None, None]
 
 
 @torch.no_grad()

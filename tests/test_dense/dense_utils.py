@@ -23,7 +23,7 @@ CLS_TINY_CONFIG = (
     REPO_ROOT / 'configs' / '_base_' / 'models' / 'soft' / 'soft-norm-tiny.py')
 INSTALL_HINT = 'run tools/install_mmcv.sh to install them'
 
-# Embed dims of each arch (SOFT.md, section 1): the neck / head in_channels.
+# Embed dims of each arch (docs/design.md, "Architecture"): the neck / head in_channels.
 EMBED_DIMS = {
     'tiny': [64, 128, 320, 512],
     'small': [64, 128, 320, 512],

@@ -1,5 +1,5 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""RNGStateHook and CheckInvalidLossHook, driven by a stand-in runner."""
+"""RNGStateHook and StopOnInvalidLossHook, driven by a stand-in runner."""
 import random
 from types import SimpleNamespace
 
@@ -10,7 +10,7 @@ from mmengine.runner import BaseLoop
 
 import soft_mm  # noqa: F401  (weights_only loading of mmengine types)
 from mmpretrain.registry import HOOKS
-from soft_mm.engine import CheckInvalidLossHook, RNGStateHook
+from soft_mm.engine import StopOnInvalidLossHook, RNGStateHook
 from soft_mm.engine.hooks.rng_state import get_rng_state, set_rng_state
 
 
@@ -34,8 +34,8 @@ def fake_runner(it=8, resume=True, training=True):
 def test_registered_in_mmpretrain():
     assert isinstance(HOOKS.build(dict(type='RNGStateHook')), RNGStateHook)
     assert isinstance(
-        HOOKS.build(dict(type='CheckInvalidLossHook', interval=2)),
-        CheckInvalidLossHook)
+        HOOKS.build(dict(type='StopOnInvalidLossHook', interval=2)),
+        StopOnInvalidLossHook)
 
 
 def test_get_set_roundtrip_includes_gauss_cache():
@@ -113,7 +113,7 @@ def test_validation_does_not_consume_training_streams():
 
 
 def test_invalid_loss_stops_with_the_step():
-    hook = CheckInvalidLossHook()
+    hook = StopOnInvalidLossHook()
     runner = fake_runner(it=7)
     hook.after_train_iter(runner, 3, outputs=dict(loss=torch.tensor(0.5)))
     with pytest.raises(FloatingPointError, match='iteration 8, epoch 2, '
@@ -127,8 +127,8 @@ def test_invalid_loss_stops_with_the_step():
 
 def test_invalid_loss_interval():
     with pytest.raises(ValueError, match='interval'):
-        CheckInvalidLossHook(interval=0)
-    hook = CheckInvalidLossHook(interval=2)
+        StopOnInvalidLossHook(interval=0)
+    hook = StopOnInvalidLossHook(interval=2)
     nan = dict(loss=torch.tensor(float('nan')))
     hook.after_train_iter(fake_runner(it=0), 0, outputs=nan)  # not checked
     with pytest.raises(FloatingPointError):

@@ -41,7 +41,7 @@ PROGRAM = textwrap.dedent('''
     import soft_mm
     from soft_mm.ops import soft_attention
     from soft_mm.ops.reference import soft_attention_reference
-    from soft_mm.utils.benchmark import PeakMemory  # benchmark_ops.py's
+    from soft_mm.apis.benchmark import PeakMemory  # benchmark_ops.py's
     import runpy
     runpy.run_path('tests/conftest.py')  # the tests' own fixtures import
 

@@ -12,10 +12,9 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 
 import soft_mm  # noqa: F401
-from soft_mm.models.utils.complexity import (DISTANCE, NEWTON,
-                                             soft_flop_handles)
+from soft_mm.apis.benchmark import make_step, measure
+from soft_mm.apis.complexity import DISTANCE, NEWTON, soft_flop_handles
 from soft_mm.ops import soft_attention_reference
-from soft_mm.utils.benchmark import make_step, measure
 from tool_utils import ROOT, TINY_CFG, load_script
 
 
@@ -82,7 +81,7 @@ def test_peak_memory_cpu_sees_an_allocation():
     # In a fresh process, as benchmark.py measures: a long-lived test process
     # may serve the allocation from memory that is already resident.
     code = ('import torch\n'
-            'from soft_mm.utils.benchmark import PeakMemory\n'
+            'from soft_mm.apis.benchmark import PeakMemory\n'
             "with PeakMemory('cpu') as mem:\n"
             '    x = torch.ones(16 * 2**20)  # 64 MiB\n'
             '    x += 1\n'

@@ -1,12 +1,13 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """Every ImageNet config loads, builds its model, optimizer, schedule and
-data pipeline, and holds the recipe of SOFT.md §7.
+data pipeline, and holds its recipe (docs/design.md#training-recipes).
 
 The ImageNet dataset itself is built on a fake ImageNet of a few generated
 JPEGs in tmp_path, in both of mmpretrain's layouts (class folders and
 annotation files).
 """
 import glob
+import importlib.util
 import os.path as osp
 import re
 
@@ -19,7 +20,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import soft_mm  # noqa: F401
-import soft_mm.engine  # noqa: F401  (RNGStateHook, CheckInvalidLossHook)
+import soft_mm.engine  # noqa: F401  (RNGStateHook, StopOnInvalidLossHook)
 from mmpretrain.registry import DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS, \
     TRANSFORMS
 
@@ -30,9 +31,11 @@ NOT_RECIPES = {'soft-tiny_mindspore-port_in1k.py'}
 RECIPES = [c for c in CONFIGS if osp.basename(c) not in NOT_RECIPES]
 NAME = re.compile(r'^(soft(?:-norm)?)-(tiny|small|medium|large|huge)_'
                   r'(\d+)xb(\d+)(-official)?(-amp(?:-bf16)?)?_in1k\.py$')
-# SOFT.md §1: parameters with the 1000-class head, in millions.
+# docs/design.md#architecture: parameters with the 1000-class head, in
+# millions.
 PARAMS_M = dict(tiny=13.07, small=24.1, medium=45.8, large=64.7, huge=87.1)
-# SOFT.md §7: the official recipe's lr at a batch of 1024.
+# docs/design.md#training-recipes: the official recipe's lr at a batch of
+# 1024.
 OFFICIAL_LR = dict(tiny=1e-3, small=1e-3, medium=3.5e-4, large=3.3e-4,
                    huge=2.7e-4)
 
@@ -82,7 +85,7 @@ def test_recipe(path):
     opt = cfg.optim_wrapper.optimizer
     assert opt.type == 'AdamW' and opt.weight_decay == 0.05
     hooks = [h.type for h in cfg.custom_hooks]
-    assert {'RNGStateHook', 'CheckInvalidLossHook', 'SyncBuffersHook'} <= \
+    assert {'RNGStateHook', 'StopOnInvalidLossHook', 'SyncBuffersHook'} <= \
         set(hooks)
     for h in cfg.custom_hooks:
         HOOKS.build(h)
@@ -297,3 +300,44 @@ def test_bad_inputs_fail_with_a_message_naming_them(tmp_path):
              metainfo=dict(classes=classes)))
     with pytest.raises(Exception, match='n002_0.JPEG'):
         ds[2]
+
+
+@pytest.mark.parametrize('arch', sorted(PARAMS_M))
+def test_soft_norm_bases_differ_from_soft_in_attn_norm_only(arch):
+    base = osp.join(ROOT, 'configs', '_base_', 'models', 'soft')
+    plain = Config.fromfile(osp.join(base, f'soft-{arch}.py')).to_dict()
+    norm = Config.fromfile(osp.join(base, f'soft-norm-{arch}.py')).to_dict()
+    assert plain['model']['backbone'].pop('attn_norm') is False
+    assert norm['model']['backbone'].pop('attn_norm') is True
+    assert norm == plain
+
+
+DENSE = sorted(
+    glob.glob(osp.join(ROOT, 'configs', 'mmdet', '*.py')) +
+    glob.glob(osp.join(ROOT, 'configs', 'mmseg', '*.py')))
+
+
+@pytest.mark.parametrize('path', DENSE, ids=cfg_id)
+def test_dense_configs_share_the_backbone(path):
+    """The shared SOFT-Norm block arrives whole, and its helper variables
+    do not leak into the resolved config."""
+    package = 'mmdet' if '/mmdet/' in path else 'mmseg'
+    # Resolving the `mmdet::` / `mmseg::` bases needs the package installed,
+    # not importable (mmdet refuses to import next to mmcv-lite).
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f'{package} is not installed (tools/install_mmcv.sh)')
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    assert not [k for k in cfg if k.startswith('soft_dense')]
+    assert cfg.custom_imports.imports == ['soft_mm']
+    backbone = cfg.model.backbone
+    assert backbone.type == 'mmpretrain.SOFT' and backbone.attn_norm
+    assert backbone.landmark_grid == 7
+    assert tuple(backbone.out_indices) == (0, 1, 2, 3)
+    assert backbone.out_type == 'featmap' and backbone.norm_eval
+    assert 'depth' not in backbone  # the ResNet settings are gone
+    assert backbone.arch in osp.basename(path)
+    assert backbone.init_cfg.checkpoint == (
+        f'checkpoints/soft-norm-{backbone.arch}_in1k.pth')
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert paramwise.norm_decay_mult == 0.0
+    assert set(paramwise.custom_keys) == {'.pos_embeds', '.cls_token'}

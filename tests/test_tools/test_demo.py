@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import soft_mm  # noqa: F401
-from soft_mm.models.utils.deploy import (TensorForward,
-                                         build_classifier_from_config,
-                                         load_config)
+from soft_mm.apis.deploy import TensorForward
+from soft_mm.apis.inference import build_classifier, load_config
 from tool_utils import DIGITS_CFG, ROOT, load_script, run_main
 
 CFG = DIGITS_CFG
@@ -22,7 +21,7 @@ DEMO = load_script('demo/image_demo.py')
 def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('demo')
     torch.manual_seed(0)
-    model = build_classifier_from_config(load_config(CFG))
+    model = build_classifier(load_config(CFG))
     classes = [f'digit-{i}' for i in range(10)]
     torch.save({'state_dict': model.state_dict(),
                 'meta': {'dataset_meta': {'classes': classes}}},
@@ -45,7 +44,7 @@ def test_topk_and_show_dir(files, capsys):
     assert scores == sorted(scores, reverse=True)
     assert all(name == f'digit-{label}' for name, label, _ in ranks)
     # The same scores as the model on the test pipeline (resize to 32x32).
-    model = build_classifier_from_config(
+    model = build_classifier(
         load_config(CFG), str(files['ckpt']), attn_impl=None)
     x = torch.from_numpy(cv2.resize(files['raw'], (32, 32),
                                     interpolation=cv2.INTER_LINEAR))
@@ -64,7 +63,7 @@ def test_bad_inputs(files, capsys, tmp_path):
     bad = tmp_path / 'broken.jpg'
     bad.write_bytes(b'\xff\xd8\xff not really a jpeg')
     other_arch = tmp_path / 'tiny1000.pth'
-    model = build_classifier_from_config(load_config(
+    model = build_classifier(load_config(
         osp.join(ROOT, 'configs', '_base_', 'models', 'soft',
                  'soft-tiny.py')))
     torch.save({'state_dict': model.state_dict()}, other_arch)

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import soft_mm  # noqa: F401
-from soft_mm.models.utils.deploy import (TensorForward,
-                                         build_classifier_from_config,
-                                         load_config)
+from soft_mm.apis.deploy import TensorForward
+from soft_mm.apis.inference import build_classifier, load_config
 from tool_utils import TINY_CFG, load_script, run_main
 
 ONNX = load_script('tools/deployment/pytorch2onnx.py')
@@ -21,7 +20,7 @@ def files(tmp_path_factory):
     """A SOFT-tiny checkpoint, a small-arch config and its checkpoint."""
     tmp = tmp_path_factory.mktemp('deploy')
     torch.manual_seed(0)
-    tiny = build_classifier_from_config(load_config(TINY_CFG))
+    tiny = build_classifier(load_config(TINY_CFG))
     torch.save({'state_dict': tiny.state_dict()}, tmp / 'tiny.pth')
     small_cfg = tmp / 'soft-small-test.py'
     small_cfg.write_text(
@@ -30,7 +29,7 @@ def files(tmp_path_factory):
         'embed_dims=[32, 64, 64, 64], '
         'num_heads=[1, 2, 2, 2], depths=[1, 1, 1, 1])), '
         'head=dict(num_classes=10, in_channels=64))\n')
-    small = build_classifier_from_config(load_config(str(small_cfg)))
+    small = build_classifier(load_config(str(small_cfg)))
     torch.save({'state_dict': small.state_dict()}, tmp / 'small.pth')
     return dict(tmp=tmp, tiny=tmp / 'tiny.pth', small_cfg=small_cfg,
                 small=tmp / 'small.pth')
@@ -57,7 +56,7 @@ def test_onnx_soft_tiny(files, capsys, shape, dynamic):
     assert (inp.shape[0] == 'batch') if dynamic else (inp.shape[0] == 1)
     # Independent parity check on another input (batch 3 if dynamic).
     x = torch.randn(3 if dynamic else 1, 3, *shape)
-    model = TensorForward(build_classifier_from_config(
+    model = TensorForward(build_classifier(
         load_config(TINY_CFG), str(files['tiny'])))
     with torch.no_grad():
         ref = model(x).numpy()
@@ -88,7 +87,7 @@ def test_torchscript_and_torch_export(files, capsys, method, suffix):
     assert reported_diff(out) <= 1e-4
     loaded = (torch.jit.load(str(out_file)) if method == 'trace' else
               torch.export.load(str(out_file)).module())
-    model = TensorForward(build_classifier_from_config(
+    model = TensorForward(build_classifier(
         load_config(str(files['small_cfg'])), str(files['small'])))
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():

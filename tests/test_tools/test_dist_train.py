@@ -2,7 +2,7 @@
 """tools/dist_train.sh and tools/dist_test.sh with 2 processes on the CPU.
 
 mmengine 0.10's pytorch launcher calls ``torch.cuda.set_device`` and fails
-without a GPU; soft_mm.utils.launch initialises gloo instead. Here two
+without a GPU; soft_mm.apis.launch initialises gloo instead. Here two
 torchrun processes train one model on the digits config (shortened to two
 epochs of 2 x 64 images): one checkpoint, written once, whose validation
 accuracy covers the whole validation split, and the model learns as a

@@ -1,27 +1,32 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""What of tools/gpu/ can run without a GPU: the sanitizer workload on the
-CPU kernels, its refusal of a device without kernels, and check.sh's time
-budget (the script itself needs a GPU)."""
-import os.path as osp
+"""What of tools/gpu/ and the op benchmark can run without a GPU: the
+sanitizer workload on the CPU kernels (C++, and Triton's through the
+interpreter), its refusals, check.sh's plan and time budget in its dry-run
+mode (the real run needs a GPU), and the benchmark's SOFT-tiny shapes."""
+import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
 
 from soft_mm.ops import ext
+from soft_mm.ops import triton as triton_impl
 from tool_utils import ROOT, load_script, run_main
 
 EXERCISE = load_script('tools/gpu/exercise_ops.py')
+BENCH_OPS = load_script('tools/analysis_tools/benchmark_ops.py')
 
 
 @pytest.mark.skipif('cpu' not in ext.ext_device_types(),
                     reason='soft_mm._ext not built (tools/setup.sh builds it)')
 def test_exercise_runs_every_cpu_kernel(capsys):
-    code, out, err = run_main(EXERCISE, capsys, '--device', 'cpu')
+    code, out, err = run_main(EXERCISE, capsys, '--device', 'cpu', '--check')
     assert code == 0, err
     # 2 dtypes x plain/SOFT-Norm x every shape.
     assert f'exercised {2 * 2 * len(EXERCISE.SHAPES)} forward+backward' in out
+    assert 'forward matches the reference' in out
 
 
 @pytest.mark.skipif('cuda' in ext.ext_device_types(),
@@ -32,22 +37,100 @@ def test_exercise_refuses_device_without_kernels(capsys):
     assert 'has no cuda kernels' in err
 
 
-def budget_in_check_sh(deadline: int, elapsed: int, want: int) -> int:
-    """check.sh's ``budget WANT`` with ``elapsed`` seconds gone."""
-    text = open(osp.join(ROOT, 'tools', 'gpu', 'check.sh')).read()
-    functions = re.search(r'^left\(\).*?^budget\(\).*?^}\n', text,
-                          re.S | re.M)
-    assert functions, 'left()/budget() not found in check.sh'
-    start = int(time.time()) - elapsed
-    script = (f'set -euo pipefail\n{functions[0]}\n'
-              f'DEADLINE={deadline}; SCRIPT_START={start}; budget {want}\n')
-    return int(subprocess.run(['bash', '-c', script], capture_output=True,
-                              text=True, check=True).stdout)
+@pytest.mark.skipif(not triton_impl.triton_available(),
+                    reason='triton not importable')
+def test_exercise_triton_under_the_interpreter():
+    """The Triton workload on CPU (TRITON_INTERPRET=1 must precede the
+    triton import, hence a fresh interpreter)."""
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    proc = subprocess.run(
+        [sys.executable, 'tools/gpu/exercise_ops.py', '--device', 'cpu',
+         '--impl', 'triton', '--check'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    # float32 only under the interpreter: plain/SOFT-Norm x every shape.
+    runs = 2 * len(EXERCISE.SHAPES)
+    assert (f'exercised {runs} forward+backward runs of the triton kernels '
+            'on cpu') in proc.stdout
+    assert 'forward matches the reference' in proc.stdout
 
 
-def test_check_sh_steps_end_before_the_deadline():
+@pytest.mark.skipif(triton_impl.interpreting(),
+                    reason='TRITON_INTERPRET=1 is set in this process')
+def test_exercise_triton_refuses_cpu_without_interpreter(capsys):
+    code, _, err = run_main(EXERCISE, capsys, '--device', 'cpu', '--impl',
+                            'triton')
+    assert code == 1
+    assert 'TRITON_INTERPRET=1' in err or 'triton not' in err
+
+
+def dry_run_check_sh(tmp_path, deadline=540, elapsed=0):
+    """``DRY_RUN=1 bash tools/gpu/check.sh`` with ``elapsed`` seconds gone;
+    returns (exit code, stdout)."""
+    env = dict(os.environ, DRY_RUN='1', DEADLINE=str(deadline),
+               SCRIPT_START=str(int(time.time()) - elapsed),
+               OUT=str(tmp_path / 'out'))
+    proc = subprocess.run(['bash', 'tools/gpu/check.sh'], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def planned(out):
+    """``[(step, budget seconds or 0 when skipped)]`` from check.sh."""
+    steps = []
+    for line in out.splitlines():
+        run = re.match(r'== (.*) \(at most (\d+)s\)$', line)
+        skip = re.match(r'== (.*): skipped \(deadline\)$', line)
+        if run:
+            steps.append((run[1], int(run[2])))
+        elif skip:
+            steps.append((skip[1], 0))
+    return steps
+
+
+def test_check_sh_plans_every_step_in_value_order(tmp_path):
+    code, out = dry_run_check_sh(tmp_path)
+    assert code == 0, out
+    steps = planned(out)
+    names = [name for name, _ in steps]
+    assert names == [
+        'benchmark benchmark_224_triton',
+        'compute-sanitizer --tool memcheck, ext kernels',
+        'compute-sanitizer --tool memcheck, triton kernels',
+        'benchmark benchmark_sizes', 'benchmark benchmark_224_bf16',
+        'compute-sanitizer --tool racecheck, ext kernels',
+        'benchmark benchmark_224_compile'
+    ], out
+    # Plenty of time left: every step gets its own default budget.
+    assert all(t == (180 if n.startswith('benchmark') else 150)
+               for n, t in steps), steps
+    assert '--triton' in out and '--batches 64 128' in out
+
+
+def test_check_sh_steps_end_before_the_deadline(tmp_path):
     # A second may tick between the two clocks: ranges, not exact values.
-    assert budget_in_check_sh(540, 100, 180) == 180       # plenty left
-    assert 127 <= budget_in_check_sh(540, 400, 180) <= 130  # what is left
-    assert budget_in_check_sh(540, 515, 180) == 0         # too little: skip
-    assert 287 <= budget_in_check_sh(300, 0, 500) <= 290
+    _, out = dry_run_check_sh(tmp_path, 540, 400)
+    assert all(127 <= t <= 130 for _, t in planned(out)), out
+    _, out = dry_run_check_sh(tmp_path, 540, 515)
+    assert planned(out) and all(t == 0 for _, t in planned(out)), out
+    _, out = dry_run_check_sh(tmp_path, 300, 0)
+    assert planned(out)[0][1] == 180  # min(180, 300 - 10)
+
+
+def test_benchmark_ops_shapes_follow_the_arch_zoo():
+    stages = BENCH_OPS.tiny_stages()
+    assert BENCH_OPS.stage_shape(224, 1, 64) == (64, 2, 3136, 49, 32)
+    assert BENCH_OPS.stage_shape(224, 3, 1) == (1, 10, 196, 49, 32)
+    assert BENCH_OPS.stage_shape(512, 2, 1) == (1, 4, 4096, 256, 32)
+    pytest.importorskip('mmpretrain')
+    from soft_mm.models.backbones import SOFT
+    tiny = SOFT.arch_zoo['tiny']
+    assert stages == {
+        i + 1: (tiny['num_heads'][i], sr,
+                tiny['embed_dims'][i] // tiny['num_heads'][i])
+        for i, sr in enumerate(SOFT.arch_defaults['sr_ratios'])
+    }
+    # The copy used on torch-only machines is the arch itself.
+    fallback, sr_ratios = BENCH_OPS._TINY_FALLBACK
+    assert sr_ratios == SOFT.arch_defaults['sr_ratios']
+    assert all(fallback[k] == tiny[k] for k in fallback)

@@ -67,7 +67,7 @@ def setup(tmp_path_factory):
         custom_hooks = [
             dict(type='EMAHook', momentum=0.05, priority='ABOVE_NORMAL'),
             dict(type='RNGStateHook'),
-            dict(type='CheckInvalidLossHook'),
+            dict(type='StopOnInvalidLossHook'),
             dict(type='SigKillAtIterHook'),
         ]
         '''))

@@ -30,10 +30,11 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+import torch
 
-from soft_mm.utils.benchmark import (ALL_MODELS, BACKBONE_MODELS,  # noqa
-                                     BASELINE, CLS_MODELS)
+from soft_mm.apis.benchmark import machine_name, run_isolated
+from soft_mm.apis.benchmark_models import (ALL_MODELS, BACKBONE_MODELS,
+                                           BASELINE, CLS_MODELS, bench_config)
 
 FIELDS = ('mode', 'model', 'params_M', 'height', 'width', 'batch', 'pass',
           'precision', 'compile', 'device', 'time_ms', 'img_per_s',
@@ -94,11 +95,8 @@ def parse_args(argv=None):
 
 def run(args):
     """Run every configuration; returns the rows written to the CSV."""
-    from soft_mm.utils.benchmark import (bench_config, machine_name,
-                                         run_isolated)
     device = args.device
     if device == 'auto':
-        import torch
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     machine = machine_name(device)
     os.makedirs(args.out_dir, exist_ok=True)

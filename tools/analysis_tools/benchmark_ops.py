@@ -1,20 +1,23 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Benchmark the SOFT attention op: fused extension kernel vs the PyTorch
-reference, eager and under ``torch.compile``, side by side.
+"""Benchmark the SOFT attention op: fused extension kernel (and, with
+``--triton``, the Triton kernels) vs the PyTorch reference, eager and under
+``torch.compile``, side by side.
 
-For each SOFT-tiny attention stage (1-3) at each input size and batch, it
-times forward and forward+backward (median of ``--repeat`` runs after
-warm-up) and measures the peak memory of one run, then prints a markdown
-table with the reference/fused ratios. A second table times the Newton
-iteration alone (the extension's ``newton_inverse`` vs the reference's
-op-by-op loop) on each stage's ``B * h`` landmark matrices.
+For each SOFT-tiny attention stage (1-3; shapes from
+``SOFT.arch_zoo['tiny']``) at each input size and batch, it times forward and
+forward+backward (median of ``--repeat`` runs after warm-up), measures the
+peak memory of one run and the forward's error against the reference, then
+prints a markdown table with the reference/fused (and reference/triton)
+ratios. A second table times the Newton iteration alone (the extension's
+``newton_inverse_fused``, Triton's, and the reference's op-by-op loop) on
+each stage's ``B * h`` landmark matrices.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs;
 on CPU the peak resident set (``VmHWM``, reset through
 ``/proc/self/clear_refs``) above the resident set before the run, with
 glibc told to return every allocation >= 64 KiB to the OS (the script
 re-executes itself with ``MALLOC_MMAP_THRESHOLD_``), so that RSS follows
-the live tensors (``soft_mm.utils.benchmark.PeakMemory``). Linux only;
+the live tensors (``soft_mm.apis.benchmark.PeakMemory``). Linux only;
 elsewhere memory is reported as nan.
 
 Examples::
@@ -25,6 +28,9 @@ Examples::
     # GPU, the full grid
     python tools/analysis_tools/benchmark_ops.py --device cuda \\
         --sizes 224 512 1024 --batches 1 64
+    # GPU, the Triton targets (SOFT-tiny at 224, batch 64 and 128)
+    python tools/analysis_tools/benchmark_ops.py --device cuda --triton \\
+        --sizes 224 --batches 64 128 --no-compile
 """
 import argparse
 import os
@@ -39,12 +45,33 @@ sys.path.insert(
     0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
 
-# SOFT-tiny stages with SOFT attention: (heads, landmark ratio sr); d = 32.
-STAGES = {1: (2, 8), 2: (4, 4), 3: (10, 2)}
-HEAD_DIM = 32
+# SOFT-tiny's arch, used only where soft_mm.models cannot be imported (the
+# torch-only GPU image of tools/gpu/check.sh has no OpenMMLab packages);
+# tests/test_tools/test_gpu_tools.py checks it equals SOFT.arch_zoo['tiny']
+# and SOFT.arch_defaults['sr_ratios'].
+_TINY_FALLBACK = (dict(embed_dims=[64, 128, 320, 512], num_heads=[2, 4, 10,
+                                                                   16]),
+                  [8, 4, 2])
 
 
-def parse_args():
+def tiny_stages():
+    """``{stage: (heads, sr, head_dim)}`` of SOFT-tiny's SOFT-attention
+    stages (1-3), from ``SOFT.arch_zoo['tiny']``."""
+    try:
+        from soft_mm.models.backbones import SOFT
+    except ImportError:  # OpenMMLab missing: torch-only machine
+        arch, sr_ratios = _TINY_FALLBACK
+    else:
+        arch = SOFT.arch_zoo['tiny']
+        sr_ratios = SOFT.arch_defaults['sr_ratios']
+    return {
+        i + 1: (arch['num_heads'][i], sr,
+                arch['embed_dims'][i] // arch['num_heads'][i])
+        for i, sr in enumerate(sr_ratios)
+    }
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
@@ -63,14 +90,16 @@ def parse_args():
                         help='torch.set_num_threads for CPU runs')
     parser.add_argument('--no-newton', action='store_true',
                         help='skip the Newton-iteration-only table')
-    return parser.parse_args()
+    parser.add_argument('--triton', action='store_true',
+                        help="add the Triton kernels (impl='triton')")
+    return parser.parse_args(argv)
 
 
-def stage_shape(size, stage, batch):
+def stage_shape(size, stage, batch, stages=None):
     """(B, h, n, m, d) of a SOFT-tiny stage at a square input size."""
-    heads, sr = STAGES[stage]
+    heads, sr, head_dim = (stages or tiny_stages())[stage]
     res = size // (4 * 2**(stage - 1))
-    return batch, heads, res * res, (res // sr)**2, HEAD_DIM
+    return batch, heads, res * res, (res // sr)**2, head_dim
 
 
 # ---- memory -------------------------------------------------------------
@@ -78,7 +107,7 @@ def stage_shape(size, stage, batch):
 
 def peak_memory_mib(fn, device):
     """Peak memory (MiB) that one call of ``fn`` adds to what is live."""
-    from soft_mm.utils.benchmark import PeakMemory
+    from soft_mm.apis.benchmark import PeakMemory
     with PeakMemory(device) as mem:
         fn()
     return mem.peak_bytes / 2**20
@@ -117,8 +146,8 @@ def make_runner(attn, q, lm, v, backward, autocast_dtype):
     return run
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     device = torch.device(args.device)
     if (device.type == 'cpu' and os.access('/proc/self/clear_refs', os.W_OK)
             and 'MALLOC_MMAP_THRESHOLD_' not in os.environ):
@@ -131,7 +160,7 @@ def main():
 
     from soft_mm.ops import ext, soft_attention
     from soft_mm.ops.reference import soft_attention_reference
-    from soft_mm.utils.benchmark import machine_name
+    from soft_mm.apis.benchmark import machine_name
     if device.type not in ext.ext_device_types():
         sys.exit(f'soft_mm._ext has no {device.type} kernels '
                  f'(built for {ext.ext_device_types()}): {ext.EXT_ERROR}')
@@ -145,11 +174,18 @@ def main():
     def eager(q, lm, v):
         return soft_attention_reference(q, lm, v, norm=args.norm)
 
+    def triton(q, lm, v):
+        return soft_attention(q, lm, v, norm=args.norm, impl='triton')
+
     variants = [('fused', fused), ('reference', eager)]
     if not args.no_compile:
         # Re-created (and dynamo reset) per shape in bench_shape: one static
         # graph per shape and pass, never the recompile limit's eager fallback.
         variants.append(('ref+compile', eager))
+    if args.triton:
+        from soft_mm.ops import triton as triton_impl
+        triton_impl.require(device.type)
+        variants.append(('triton', triton))
 
     print(f'# soft_mm benchmark_ops: device={machine_name(device)}, '
           f'torch {torch.__version__}, dtype={args.dtype}, norm={args.norm}, '
@@ -158,7 +194,10 @@ def main():
               ' | '.join(f'{name} ms' for name, _ in variants) + ' | ' +
               ' | '.join(f'{name} MiB' for name, _ in variants) +
               ' | ref/fused time | ref/fused mem |' +
-              (' compiled/fused time |' if not args.no_compile else ''))
+              (' compiled/fused time |' if not args.no_compile else '') +
+              (' ref/triton time | ref/triton mem | fused/triton time |'
+               if args.triton else '') + ' fused err |' +
+              (' triton err |' if args.triton else ''))
     print(header)
     print('|' + '---|' * (header.count('|') - 1))
     for size in args.sizes:
@@ -172,14 +211,21 @@ def main():
 
 
 def bench_newton(device, args):
-    """Time the 20-step Newton iteration alone: kernel vs reference loop."""
+    """Time the 20-step Newton iteration alone: kernels vs reference loop."""
     from soft_mm.ops import ext
     from soft_mm.ops.reference import gaussian_kernel, newton_iterate
+    fns = [('kernel', ext.newton_inverse_fused), ('reference', newton_iterate)]
+    if args.triton:
+        from soft_mm.ops.triton import newton_inverse_triton
+        fns.append(('triton', newton_inverse_triton))
     print('\nNewton iteration alone (20 steps, float32, the stage\'s B*h '
           'landmark kernels), median ms:')
-    print('| size | stage | B*h | m | kernel ms | reference ms | '
-          'ref/kernel time |')
-    print('|---|---|---|---|---|---|---|')
+    header = ('| size | stage | B*h | m | ' +
+              ' | '.join(f'{name} ms' for name, _ in fns) +
+              ' | ref/kernel time |' +
+              (' ref/triton time | triton err |' if args.triton else ''))
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
     seen = set()
     for size in args.sizes:
         for stage in args.stages:
@@ -192,18 +238,27 @@ def bench_newton(device, args):
                 lm = (torch.randn(b * h, m, d, generator=gen) * 0.3).to(device)
                 mat = gaussian_kernel(lm, lm)
                 times = []
-                for fn in (lambda: ext.newton_inverse(mat),
-                           lambda: newton_iterate(mat)):
+                for name, fn in fns:
                     try:
-                        times.append(median_ms(fn, device, args.repeat,
-                                               args.warmup))
+                        times.append(median_ms(lambda: fn(mat), device,
+                                               args.repeat, args.warmup))
                     except Exception as e:  # e.g. out of memory
-                        print(f'<!-- newton failed at {(b * h, m)}: '
+                        print(f'<!-- newton {name} failed at {(b * h, m)}: '
                               f'{type(e).__name__}: {str(e)[:200]} -->')
                         times.append(float('nan'))
-                print(f'| {size} | {stage} | {b * h} | {m} | {times[0]:.3f} | '
-                      f'{times[1]:.3f} | {times[1] / times[0]:.2f}x |',
-                      flush=True)
+                row = [size, stage, b * h, m] + [f'{t:.3f}' for t in times]
+                row.append(f'{times[1] / times[0]:.2f}x')
+                if args.triton:
+                    want = newton_iterate(mat.double())
+                    row += [f'{times[1] / times[2]:.2f}x',
+                            f'{rel_err(fns[2][1](mat), want):.1e}']
+                print('| ' + ' | '.join(map(str, row)) + ' |', flush=True)
+
+
+def rel_err(got, want):
+    """max |got - want| / max |want|."""
+    return ((got.double() - want.double()).abs().max() /
+            want.double().abs().max().clamp_min(1e-30)).item()
 
 
 def bench_shape(shape, size, stage, variants, device, dtype, autocast_dtype,
@@ -213,6 +268,18 @@ def bench_shape(shape, size, stage, variants, device, dtype, autocast_dtype,
     q = (torch.randn(b, h, n, d, generator=gen) * 0.3).to(device, dtype)
     lm = (torch.randn(b, h, m, d, generator=gen) * 0.3).to(device, dtype)
     v = torch.randn(b, h, n, d, generator=gen).to(device, dtype)
+    # Forward error of the fast variants against the float64 reference.
+    errors = {}
+    with torch.no_grad():
+        want = soft_attention_reference_f64(q, lm, v, args.norm)
+        for name, attn in variants:
+            if name in ('fused', 'triton'):
+                try:
+                    with torch.autocast(device.type, dtype=autocast_dtype,
+                                        enabled=autocast_dtype is not None):
+                        errors[name] = rel_err(attn(q, lm, v), want)
+                except Exception:  # reported with the timings below
+                    errors[name] = float('nan')
     for backward in (False, True):
         for t in (q, lm, v):
             t.requires_grad_(backward)
@@ -235,9 +302,25 @@ def bench_shape(shape, size, stage, variants, device, dtype, autocast_dtype,
         row += [f'{t:.2f}' for t in times] + [f'{x:.1f}' for x in mems]
         row += [f'{times[1] / times[0]:.2f}x', f'{mems[1] / mems[0]:.2f}x'
                 if mems[0] > 0 else 'n/a']
-        if len(times) > 2:
-            row.append(f'{times[2] / times[0]:.2f}x')
+        names = [name for name, _ in variants]
+        if 'ref+compile' in names:
+            row.append(f'{times[names.index("ref+compile")] / times[0]:.2f}x')
+        if 'triton' in names:
+            i = names.index('triton')
+            row += [f'{times[1] / times[i]:.2f}x',
+                    f'{mems[1] / mems[i]:.2f}x' if mems[i] > 0 else 'n/a',
+                    f'{times[0] / times[i]:.2f}x']
+        row.append(f'{errors["fused"]:.1e}')
+        if 'triton' in names:
+            row.append(f'{errors["triton"]:.1e}')
         print('| ' + ' | '.join(map(str, row)) + ' |', flush=True)
+
+
+def soft_attention_reference_f64(q, lm, v, norm):
+    """The reference in float64 (on the inputs' device)."""
+    from soft_mm.ops.reference import soft_attention_reference
+    return soft_attention_reference(q.double(), lm.double(), v.double(),
+                                    norm=norm)
 
 
 if __name__ == '__main__':

@@ -8,22 +8,23 @@ Example::
 
 Uses mmengine's jit FlopAnalyzer with explicit handles for the ops it would
 drop (SOFT's distance products, the Newton iterations, stage-4 softmax
-attention), see :mod:`soft_mm.models.utils.complexity`. SOFT backbones are
+attention), see :mod:`soft_mm.apis.complexity`. SOFT backbones are
 traced with ``attn_impl='reference'`` (same math as the kernels). Counts are
 multiply-accumulates, the papers' "FLOPs"; element-wise ops (exp, GELU,
 adds) are not counted, as usual.
 """
 import argparse
-import os.path as osp
 import sys
 from collections import OrderedDict
 
 import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import DictAction
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from soft_mm.models.utils.deploy import (  # noqa: E402
-    TensorForward, build_classifier_from_config, load_config)
+from soft_mm.apis.complexity import DISTANCE, NEWTON, soft_flop_handles
+from soft_mm.apis.deploy import TensorForward
+from soft_mm.apis.inference import build_classifier, load_config
+from soft_mm.models.utils import SoftAttention
 
 
 def parse_args(argv=None):
@@ -33,19 +34,18 @@ def parse_args(argv=None):
         '--shape', type=int, nargs=2, default=[224, 224],
         metavar=('H', 'W'), help='input size (default 224 224)')
     parser.add_argument(
-        '--cfg-options', nargs='+', default=[],
+        '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value (mmengine DictAction)')
     return parser.parse_args(argv)
 
 
 def build_model(config: str, cfg_options=None):
     """Build the config's model in eval mode with the reference SOFT op."""
-    return build_classifier_from_config(load_config(config, cfg_options))
+    return build_classifier(load_config(config, cfg_options))
 
 
 def newton_iters_of(model) -> int:
     """The Newton iteration count shared by the model's SOFT blocks."""
-    from soft_mm.models.backbones import SoftAttention
     iters = {m.newton_iters for m in model.modules()
              if isinstance(m, SoftAttention)}
     if len(iters) > 1:
@@ -75,9 +75,6 @@ def count(model, shape):
     Returns:
         tuple: ``(analyzer, total, by_operator)``.
     """
-    from mmengine.analysis import FlopAnalyzer
-
-    from soft_mm.models.utils.complexity import soft_flop_handles
     analyzer = FlopAnalyzer(TensorForward(model),
                             (torch.randn(1, 3, *shape), ))
     analyzer.set_op_handle(**soft_flop_handles(newton_iters_of(model)))
@@ -88,7 +85,6 @@ def count(model, shape):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from soft_mm.models.utils.complexity import DISTANCE, NEWTON
     model = build_model(args.config, args.cfg_options)
     with torch.no_grad():
         analyzer, total, by_op = count(model, args.shape)

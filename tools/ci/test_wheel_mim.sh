@@ -81,7 +81,7 @@ step "mim search soft_mm (the model index inside the wheel)"
 "$PY" -m mim search soft_mm --valid-config > "$WORK/search.txt"
 cat "$WORK/search.txt"
 grep -q 'soft-tiny_1xb64_digits' "$WORK/search.txt"
-grep -q 'soft-norm-huge_16xb64-official_in1k' "$WORK/search.txt"
+grep -q 'soft-norm-huge_3rdparty_16xb64-official_in1k' "$WORK/search.txt"
 
 step "mim test soft_mm $CONFIG (bare name, one process)"
 "$PY" -m mim test soft_mm "$CONFIG" --checkpoint "$CHECKPOINT" \

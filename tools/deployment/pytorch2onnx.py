@@ -15,18 +15,14 @@ largest absolute difference of the logits exceeds ``--tolerance``.
 """
 import argparse
 import copy
-import os.path as osp
 import sys
 import warnings
 
 import torch
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from soft_mm.models.utils import CheckpointError  # noqa: E402
-from soft_mm.models.utils.deploy import (add_export_arguments,  # noqa: E402
-                                         max_abs_diff, prepare_export,
-                                         report_export_check)
+from soft_mm.apis.deploy import (add_export_arguments, max_abs_diff,
+                                 prepare_export, report_export_check)
+from soft_mm.checkpoint import CheckpointError
 
 
 def parse_args(argv=None):

@@ -3,24 +3,35 @@
 # this repository, a CUDA build of torch, nvcc and pytest (no network, no
 # OpenMMLab packages needed: soft_mm.ops and tests/test_ops use torch alone):
 #   1. build soft_mm._ext with its CUDA kernels, in place;
-#   2. run tests/test_ops with the CUDA tests required (not skipped);
-#   3. tools/analysis_tools/benchmark_ops.py on the GPU, and every kernel
-#      under compute-sanitizer (memcheck, racecheck), interleaved by value
-#      and each time-boxed so that all of it ends within DEADLINE seconds.
+#   2. run tests/test_ops with the CUDA tests required (not skipped), the
+#      Triton kernels' tests (tests/test_ops/test_triton.py) compiled on the
+#      GPU among them;
+#   3. tools/analysis_tools/benchmark_ops.py on the GPU (C++ fused, Triton,
+#      eager reference: time and error), and the C++ and Triton kernels under
+#      compute-sanitizer (memcheck, racecheck), interleaved by value and each
+#      time-boxed so that all of it ends within DEADLINE seconds.
 # Results go to $OUT (default work_dirs/gpu_check): build.log, tests.log,
 # sanitizer_*.log, benchmark_*.md.
 #
 #   bash tools/gpu/check.sh
 #   QUICK=1 bash tools/gpu/check.sh      # benchmark at 224 only
 #   DEADLINE=300 bash tools/gpu/check.sh # stop starting steps after ~300 s
+#   DRY_RUN=1 bash tools/gpu/check.sh    # no GPU needed: print the steps and
+#                                        # their time budgets, run nothing
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SCRIPT_START=$(date +%s)
+SCRIPT_START="${SCRIPT_START:-$(date +%s)}"
 DEADLINE="${DEADLINE:-540}"
+DRY_RUN="${DRY_RUN:-0}"
 OUT="${OUT:-work_dirs/gpu_check}"
 mkdir -p "$OUT"
 # The python that holds torch: `python` where it exists, else `python3`.
 PY="${PYTHON:-$(command -v python || command -v python3)}"
+tests_rc=0
+
+if [ "$DRY_RUN" = 1 ]; then
+  echo "== dry run: environment, build and tests skipped"
+else
 
 echo "== environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
@@ -58,6 +69,7 @@ SOFT_MM_REQUIRE_CUDA=1 "$PY" -m pytest tests/test_ops -q -rs \
   2>&1 | tee "$OUT/tests.log"
 tests_rc=${PIPESTATUS[0]}
 set -e
+fi
 
 # What follows is ordered by value and time-boxed: each step gets at most its
 # own budget and never runs past DEADLINE seconds after the script started
@@ -76,38 +88,52 @@ bench() {  # bench NAME ARGS...: one benchmark_ops run into $OUT/NAME.md
   t=$(budget "${BENCH_TIMEOUT:-180}")
   if [ "$t" = 0 ]; then echo "== $name: skipped (deadline)"; return; fi
   echo "== benchmark $name (at most ${t}s)"
+  if [ "$DRY_RUN" = 1 ]; then echo "would run: benchmark_ops.py $*"; return; fi
   timeout "$t" "$PY" tools/analysis_tools/benchmark_ops.py --device cuda "$@" \
     | tee "$OUT/$name.md" || echo "<!-- $name: stopped (timeout ${t}s or error) -->"
 }
-sanitize() {  # sanitize TOOL: tools/gpu/exercise_ops.py under compute-sanitizer
-  local tool="$1" t rc
+sanitize() {  # sanitize TOOL IMPL: exercise_ops.py under compute-sanitizer
+  local tool="$1" impl="${2:-ext}" t rc log
+  log="$OUT/sanitizer_${tool}_${impl}.log"
+  t=$(budget "${SANITIZER_TIMEOUT:-150}")
+  if [ "$t" = 0 ]; then echo "== $tool $impl: skipped (deadline)"; return; fi
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "== compute-sanitizer --tool $tool, $impl kernels (at most ${t}s)"
+    echo "would run: exercise_ops.py --impl $impl"; return; fi
   if ! command -v compute-sanitizer >/dev/null 2>&1; then
     echo "== $tool: compute-sanitizer not found, skipped"; return; fi
-  t=$(budget "${SANITIZER_TIMEOUT:-150}")
-  if [ "$t" = 0 ]; then echo "== $tool: skipped (deadline)"; return; fi
-  echo "== compute-sanitizer --tool $tool (at most ${t}s)"
+  echo "== compute-sanitizer --tool $tool, $impl kernels (at most ${t}s)"
   set +e
   timeout "$t" compute-sanitizer --tool "$tool" --error-exitcode 3 \
-    --print-limit 20 "$PY" tools/gpu/exercise_ops.py \
-    > "$OUT/sanitizer_$tool.log" 2>&1
+    --print-limit 20 "$PY" tools/gpu/exercise_ops.py --impl "$impl" --check \
+    > "$log" 2>&1
   rc=$?
   set -e
-  echo "$tool: exit $rc (0 clean, 3 errors found, 124 timed out):" \
-    "$(grep -h 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log" | tail -n 1)"
+  echo "$tool $impl: exit $rc (0 clean, 3 errors found, 124 timed out):" \
+    "$(grep -h 'ERROR SUMMARY' "$log" | tail -n 1)"
+  if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then tail -n 5 "$log"; fi
   if [ "$rc" = 3 ]; then
-    grep -m 20 -B 2 -A 8 'Invalid\|Race\|Hazard' "$OUT/sanitizer_$tool.log" || true
+    grep -m 20 -B 2 -A 8 'Invalid\|Race\|Hazard' "$log" || true
     if [ "$tests_rc" = 0 ]; then tests_rc=3; fi
   fi
 }
 
-# Eager fused vs eager reference at every size, plus the Newton-only table.
-bench benchmark_sizes --sizes $SIZES --batches 1 64 --repeat 10 --no-compile
-# Out-of-bounds / misaligned accesses, then shared-memory races, in kernels
-# that never ran before; the log tails hold the "ERROR SUMMARY".
-sanitize memcheck
+# The targets first: C++ fused vs Triton vs eager reference at SOFT-tiny's
+# 224 shapes, batch 64 and 128, with the Newton-only table (Triton fused
+# >= 3x eager fwd+bwd, Newton >= 10x).
+bench benchmark_224_triton --sizes 224 --batches 64 128 --repeat 20 \
+  --no-compile --triton
+# Out-of-bounds / misaligned accesses in kernels that never ran before; the
+# log tails hold the "ERROR SUMMARY".
+sanitize memcheck ext
+sanitize memcheck triton
+# Every size (C++ fused, Triton, reference), plus the Newton-only table.
+bench benchmark_sizes --sizes $SIZES --batches 1 64 --repeat 10 --no-compile \
+  --triton
 bench benchmark_224_bf16 --sizes 224 --batches 64 --dtype bfloat16 \
-  --repeat 20 --no-compile --no-newton
-sanitize racecheck
+  --repeat 20 --no-compile --no-newton --triton
+# Shared-memory races (the C++ kernels' hand-written shared memory).
+sanitize racecheck ext
 # torch.compile of the reference compiles once per shape and pass: 224 only.
 bench benchmark_224_compile --sizes 224 --batches 1 64 --repeat 20 --no-newton
 echo "== done in $(( $(date +%s) - SCRIPT_START ))s: results in $OUT" \

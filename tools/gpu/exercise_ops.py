@@ -1,15 +1,20 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Run every kernel of soft_mm._ext once, forward and backward, on small and
-awkward shapes: a workload for ``compute-sanitizer`` (memcheck, racecheck),
-which ``tools/gpu/check.sh`` runs it under.
+"""Run every kernel of soft_mm._ext (or the Triton kernels) once, forward
+and backward, on small and awkward shapes: a workload for
+``compute-sanitizer`` (memcheck, racecheck), which ``tools/gpu/check.sh``
+runs it under.
 
-It checks nothing itself beyond finite outputs (``tests/test_ops`` compares
-with the reference); the sanitizer reports out-of-bounds or misaligned
-accesses, shared-memory races and uninitialised reads. Shapes are small
-because the sanitizer slows kernels by 10-100x.
+It checks finite outputs and, with ``--check``, the fused op's forward
+against the reference (``tests/test_ops`` compares everything in detail);
+the sanitizer reports out-of-bounds or misaligned accesses, shared-memory
+races and uninitialised reads. Shapes are small because the sanitizer slows
+kernels by 10-100x.
 
-    python tools/gpu/exercise_ops.py                 # CUDA
-    python tools/gpu/exercise_ops.py --device cpu    # the same calls on CPU
+    python tools/gpu/exercise_ops.py                       # C++ CUDA kernels
+    python tools/gpu/exercise_ops.py --impl triton         # Triton kernels
+    python tools/gpu/exercise_ops.py --device cpu          # C++ CPU kernels
+    TRITON_INTERPRET=1 python tools/gpu/exercise_ops.py --device cpu \\
+        --impl triton --check                              # Triton on CPU
 """
 import argparse
 import os.path as osp
@@ -20,16 +25,28 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 from soft_mm.ops import ext, soft_attention  # noqa: E402
+from soft_mm.ops import triton as triton_impl  # noqa: E402
+from soft_mm.ops.reference import soft_attention_reference  # noqa: E402
 
 #: (B, h, n, m, d): SOFT-tiny's stage-1 head, m = 1, n = 1, m not a multiple
-#: of any tile, m at and just past the shared-memory Newton limit (64).
+#: of any tile, m at and just past the on-chip Newton limit (64).
 SHAPES = [(1, 2, 196, 49, 32), (2, 1, 37, 1, 8), (1, 3, 1, 5, 16),
           (1, 2, 130, 37, 24), (1, 1, 70, 64, 32), (1, 1, 70, 65, 32)]
 
 
-def exercise(device: str, dtype: torch.dtype, norm: bool, shape) -> None:
+def pieces(impl):
+    """The op's separate Gaussian-kernel and Newton functions of ``impl``."""
+    if impl == 'triton':
+        return (triton_impl.gaussian_kernel_triton,
+                triton_impl.newton_inverse_triton)
+    return ext.gaussian_kernel_fused, ext.newton_inverse_fused
+
+
+def exercise(device: str, impl: str, dtype: torch.dtype, norm: bool, shape,
+             check: bool = False) -> None:
     """One fused forward+backward and the separate pieces on fresh random
-    inputs; raises if an output is not finite."""
+    inputs; raises if an output is not finite (or, with ``check``, if the
+    forward is off the float64 reference)."""
     b, h, n, m, d = shape
     gen = torch.Generator(device).manual_seed(hash((shape, norm)) % 2**31)
 
@@ -39,40 +56,68 @@ def exercise(device: str, dtype: torch.dtype, norm: bool, shape) -> None:
     q = (rand(b, h, n, d) * d**-0.25).requires_grad_()
     landmarks = (rand(b, h, m, d) * d**-0.25).requires_grad_()
     v = rand(b, h, n, d).requires_grad_()
-    out = soft_attention(q, landmarks, v, norm=norm, impl=device)
+    op_impl = device if impl == 'ext' else impl
+    out = soft_attention(q, landmarks, v, norm=norm, impl=op_impl)
     out.backward(torch.randn_like(out))
-    kernel = ext.gaussian_kernel(q.detach().float(), landmarks.detach().float())
-    inv = ext.newton_inverse(
-        ext.gaussian_kernel(landmarks.detach().float(),
-                            landmarks.detach().float()))
+    gaussian, newton = pieces(impl)
+    kernel = gaussian(q.detach().float(), landmarks.detach().float())
+    inv = newton(
+        gaussian(landmarks.detach().float(), landmarks.detach().float()))
     if device == 'cuda':
         torch.cuda.synchronize()
     values = [out.detach(), q.grad, landmarks.grad, v.grad, kernel, inv]
     for name, t in zip(('out', 'dq', 'dlandmarks', 'dv', 'A', 'B^-1'), values):
         if not torch.isfinite(t).all():
             raise RuntimeError(f'{name} not finite for {shape}, {dtype}, '
-                               f'norm={norm}')
+                               f'norm={norm}, impl={impl}')
+    if check:
+        want = soft_attention_reference(
+            *(t.detach().double() for t in (q, landmarks, v)), norm=norm)
+        err = ((out.detach().double() - want).abs().max() /
+               want.abs().max().clamp_min(1e-30)).item()
+        tol = 1e-4 if dtype in (torch.float32, torch.float64) else 3e-2
+        if err > tol:
+            raise RuntimeError(f'out off the reference by {err:.2e} for '
+                               f'{shape}, {dtype}, norm={norm}, impl={impl}')
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda', choices=['cuda', 'cpu'])
+    parser.add_argument('--impl', default='ext', choices=['ext', 'triton'],
+                        help="the C++ kernels of soft_mm._ext or Triton's")
+    parser.add_argument('--check', action='store_true',
+                        help='also compare the forward with the reference')
     args = parser.parse_args(argv)
-    if args.device not in ext.ext_device_types():
+    if args.impl == 'ext' and args.device not in ext.ext_device_types():
         print(f'error: soft_mm._ext has no {args.device} kernels '
               f'(built for {ext.ext_device_types()})', file=sys.stderr)
         return 1
-    dtypes = [torch.float32, torch.float64]
+    if args.impl == 'triton':
+        try:
+            triton_impl.require(args.device)
+            if args.device == 'cpu' and not triton_impl._interpreter_ready():
+                raise RuntimeError('set TRITON_INTERPRET=1 in the '
+                                   'environment to run on CPU')
+        except (RuntimeError, ValueError) as e:
+            print(f'error: Triton kernels unusable on {args.device}: {e}',
+                  file=sys.stderr)
+            return 1
+    dtypes = [torch.float32]
+    if args.impl == 'ext' or args.device == 'cuda':
+        dtypes.append(torch.float64)  # (slow under the interpreter)
     if args.device == 'cuda':
         dtypes += [torch.float16, torch.bfloat16]
     runs = 0
     for dtype in dtypes:
         for norm in (False, True):
             for shape in SHAPES:
-                exercise(args.device, dtype, norm, shape)
+                exercise(args.device, args.impl, dtype, norm, shape,
+                         args.check)
                 runs += 1
-    print(f'exercised {runs} forward+backward runs on {args.device}: '
-          'all outputs finite')
+    print(f'exercised {runs} forward+backward runs of the {args.impl} '
+          f'kernels on {args.device}: all outputs finite'
+          + (', forward matches the reference' if args.check else ''))
     return 0
 
 

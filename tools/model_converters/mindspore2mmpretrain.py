@@ -17,10 +17,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from soft_mm.models.utils import (CheckpointError,  # noqa: E402
-                                  load_mindspore_checkpoint)
+from soft_mm.checkpoint import CheckpointError, load_mindspore_checkpoint
 
 
 def parse_args(argv=None):

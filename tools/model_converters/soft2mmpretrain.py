@@ -19,10 +19,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from soft_mm.models.utils import (CheckpointError, config_hint,  # noqa: E402
-                                  load_official_checkpoint)
+from soft_mm.checkpoint import CheckpointError, load_official_checkpoint
 
 
 def parse_args(argv=None):
@@ -40,6 +37,43 @@ def parse_args(argv=None):
         action='store_true',
         help='the weights are SOFT-Norm (cannot be told from the keys)')
     return parser.parse_args(argv)
+
+
+def config_hint(meta: dict) -> str:
+    """Tell the user which config matches a converted checkpoint.
+
+    Args:
+        meta (dict): The ``meta`` of a converted checkpoint.
+
+    Returns:
+        str: One or more lines for the terminal.
+    """
+    norm = 'soft-norm' if meta['attn_norm'] else 'soft'
+    lines = []
+    if meta['arch_name']:
+        lines.append(f"model: {norm}-{meta['arch_name']} -> use "
+                     f"configs/_base_/models/soft/{norm}-{meta['arch_name']}"
+                     '.py')
+    else:
+        lines.append(
+            f'model: a custom {norm} arch (depths {meta["arch"]["depths"]}, '
+            'no zoo name matches) -> use a soft config with\n'
+            f'    model.backbone.arch = {meta["arch"]!r}')
+    overrides = []
+    if not meta['attn_norm']:
+        overrides.append('attn_norm=False')
+    else:
+        overrides.append('attn_norm=True')
+    if not meta['conv_bias']:
+        overrides.append('conv_bias=False')
+    lines.append('backbone settings: ' + ', '.join(overrides))
+    if meta['num_classes'] is not None and meta['num_classes'] != 1000:
+        lines.append(f'head: num_classes={meta["num_classes"]}')
+    lines.append('note: plain SOFT and SOFT-Norm have the same keys; this '
+                 'file was converted as ' +
+                 ('SOFT-Norm (--norm)' if meta['attn_norm'] else
+                  'plain SOFT (pass --norm for SOFT-Norm weights)'))
+    return '\n'.join(lines)
 
 
 def main(argv=None) -> int:

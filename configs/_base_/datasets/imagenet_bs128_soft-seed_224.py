@@ -1,9 +1,9 @@
-# ImageNet-1k, the seed recipe (MindSpore port, 78.44 % top-1; SOFT.md §7):
-# RandomResizedCrop 224 with area (0.05, 1) bilinear, horizontal flip,
-# AutoAugment (ImageNet policy); Mixup alpha 0.2 (no CutMix) as the batch
-# augment; eval: resize the short side to 256 bilinear, center crop 224.
-# 128 images per device (8 devices x 128 = 1024).
-# Label smoothing 0.1 is the head's loss: see configs/soft/*.py.
+# ImageNet-1k, the seed recipe (MindSpore port, 78.44 % top-1;
+# docs/design.md#training-recipes): RandomResizedCrop 224 with area (0.05, 1)
+# bilinear, horizontal flip, AutoAugment (ImageNet policy); Mixup alpha 0.2 (no
+# CutMix) as the batch augment; eval: resize the short side to 256 bilinear,
+# center crop 224. 128 images per device (8 devices x 128 = 1024). Label
+# smoothing 0.1 is the head's loss: see configs/soft/*.py.
 #
 # Data layout (mmpretrain's ImageNet): either class folders
 #   data/imagenet/{train,val}/<wnid>/*.JPEG

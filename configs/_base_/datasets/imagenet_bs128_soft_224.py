@@ -1,10 +1,10 @@
-# ImageNet-1k, the official recipe (authors' timm/DeiT-based code, 79.3 %
-# top-1 for SOFT-tiny; SOFT.md §7): RandomResizedCrop 224 with area (0.08, 1)
-# bicubic, horizontal flip, RandAugment rand-m9-mstd0.5-inc1, random erasing
-# 0.25 (per-pixel noise); Mixup 0.8 + CutMix 1.0 (one of them per batch) as
-# the batch augment; eval: resize the short side to 248 bicubic (crop_pct
-# 0.9), center crop 224. 128 images per device by default; the configs of
-# the larger archs override the batch size (configs/soft/README.md).
+# ImageNet-1k, the official recipe (authors' timm/DeiT-based code, 79.3 % top-1
+# for SOFT-tiny; docs/design.md#training-recipes): RandomResizedCrop 224 with
+# area (0.08, 1) bicubic, horizontal flip, RandAugment rand-m9-mstd0.5-inc1,
+# random erasing 0.25 (per-pixel noise); Mixup 0.8 + CutMix 1.0 (one of them
+# per batch) as the batch augment; eval: resize the short side to 248 bicubic
+# (crop_pct 0.9), center crop 224. 128 images per device by default; the
+# configs of the larger archs override the batch size (configs/soft/README.md).
 # Label smoothing 0.1 is the head's loss: see configs/soft/*.py.
 #
 # Data layout, normalisation, loaders and evaluator are the seed recipe's

@@ -1,9 +1,9 @@
-# The seed's schedule (MindSpore port, SOFT.md §7) at a global batch of 1024:
-# AdamW lr 2.75e-3, wd 0.05, betas (0.9, 0.999); 15 warm-up epochs rising
-# linearly from 0, then cosine to 0 at epoch 300, both per iteration.
-# No weight decay on parameters whose name contains "bias" -- the seed's
-# filter "beta,bias": biases and LayerNorm/BatchNorm shifts; norm scales and
-# position/cls tokens are decayed, as in the seed.
+# The seed's schedule (MindSpore port; docs/design.md#training-recipes) at a
+# global batch of 1024: AdamW lr 2.75e-3, wd 0.05, betas (0.9, 0.999); 15
+# warm-up epochs rising linearly from 0, then cosine to 0 at epoch 300, both
+# per iteration. No weight decay on parameters whose name contains "bias" --
+# the seed's filter "beta,bias": biases and LayerNorm/BatchNorm shifts; norm
+# scales and position/cls tokens are decayed, as in the seed.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
@@ -53,5 +53,5 @@ custom_hooks = [
     dict(type='SyncBuffersHook'),
     dict(type='RNGStateHook'),
     # Stop at the first NaN/inf loss instead of training on garbage.
-    dict(type='CheckInvalidLossHook', interval=1),
+    dict(type='StopOnInvalidLossHook', interval=1),
 ]

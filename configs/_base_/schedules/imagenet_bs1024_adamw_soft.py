@@ -1,9 +1,10 @@
-# The official schedule (authors' timm/DeiT-based code, SOFT.md §7) at a
-# global batch of 1024: AdamW lr 1e-3 (tiny/small; the larger archs' configs
-# set their own), wd 0.05, eps 1e-8; 10 warm-up epochs rising linearly from
-# lr 1e-6, then cosine to 5e-5 at epoch 300, per iteration; gradient-norm
-# clipping at 1.0; EMA of the weights with decay 0.99996 per iteration.
-# No weight decay on 1-D parameters (biases, norm weights) and cls_token.
+# The official schedule (authors' timm/DeiT-based code;
+# docs/design.md#training-recipes) at a global batch of 1024: AdamW lr 1e-3
+# (tiny/small; the larger archs' configs set their own), wd 0.05, eps 1e-8; 10
+# warm-up epochs rising linearly from lr 1e-6, then cosine to 5e-5 at epoch
+# 300, per iteration; gradient-norm clipping at 1.0; EMA of the weights with
+# decay 0.99996 per iteration. No weight decay on 1-D parameters (biases, norm
+# weights) and cls_token.
 base_lr = 1e-3
 warmup_lr = 1e-6
 optim_wrapper = dict(
@@ -60,5 +61,5 @@ custom_hooks = [
     # so every rank validates (and the checkpoint holds) one model.
     dict(type='SyncBuffersHook'),
     dict(type='RNGStateHook'),
-    dict(type='CheckInvalidLossHook', interval=1),
+    dict(type='StopOnInvalidLossHook', interval=1),
 ]

@@ -1,5 +1,5 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-from .invalid_loss_hook import CheckInvalidLossHook
+from .stop_on_invalid_loss_hook import StopOnInvalidLossHook
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['CheckInvalidLossHook', 'RNGStateHook']
+__all__ = ['StopOnInvalidLossHook', 'RNGStateHook']

@@ -1,9 +1,12 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""SOFT backbone: Softmax-free Transformer (NeurIPS 2021) and SOFT-Norm."""
+"""SOFT backbone: Softmax-free Transformer (NeurIPS 2021) and SOFT-Norm,
+with its two blocks: the post-norm SOFT block of stages 1-3 and the pre-norm
+class-token block of stage 4."""
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmcv.cnn.bricks.drop import DropPath
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import resize_pos_embed
@@ -12,12 +15,95 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from .cls_block import ClsBlock
-from .patch_embed import ConvPatchEmbed
-from .soft_block import SoftBlock
+from ..utils import ClsAttention, ConvPatchEmbed, Mlp, SoftAttention
 
 #: Side of the square input the position tables are sized for.
 POS_EMBED_IMG_SIZE = 224
+
+#: How SOFT blocks apply their stochastic-depth rate.
+SOFT_DROP_MODES = ('dropout', 'drop_path')
+
+
+class SoftBlock(nn.Module):
+    """Post-norm SOFT block: ``x = LN(x + Drop(Attn(x)))``, then the FFN.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads.
+        sr_ratio (int): Landmark sampling ratio.
+        local_kernel (int): Local conv kernel.
+        mlp_ratio (float): FFN expansion. Defaults to 4.
+        drop_rate (float): Stochastic-depth rate of this block.
+            Defaults to 0.
+        drop_mode (str): ``'dropout'`` applies ``drop_rate`` as element-wise
+            dropout on each branch (the official model's behaviour);
+            ``'drop_path'`` drops whole samples. Defaults to ``'dropout'``.
+        act_cfg (dict): FFN activation. Defaults to tanh-approximate GELU,
+            as the official model.
+        norm_eps (float): LayerNorm eps. Defaults to 1e-5.
+        **attn_kwargs: Passed to :class:`SoftAttention`.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 local_kernel: int,
+                 mlp_ratio: float = 4.,
+                 drop_rate: float = 0.,
+                 drop_mode: str = 'dropout',
+                 act_cfg: dict = dict(type='GELU', approximate='tanh'),
+                 norm_eps: float = 1e-5,
+                 **attn_kwargs):
+        super().__init__()
+        if drop_mode not in SOFT_DROP_MODES:
+            raise ValueError(f'SoftBlock: unknown drop_mode {drop_mode!r}, '
+                             f'choose from {SOFT_DROP_MODES}')
+        self.attn = SoftAttention(embed_dims, num_heads, sr_ratio,
+                                  local_kernel, **attn_kwargs)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.ffn = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        if drop_mode == 'dropout':
+            self.drop = nn.Dropout(drop_rate)
+        else:
+            self.drop = DropPath(drop_rate)
+
+    def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, hw_shape)))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class ClsBlock(nn.Module):
+    """Pre-norm block ``x + DropPath(Attn(LN(x)))``, ``x + DropPath(MLP(LN(x)))``.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads.
+        mlp_ratio (float): MLP expansion. Defaults to 4.
+        drop_path_rate (float): DropPath rate of this block. Defaults to 0.
+        act_cfg (dict): MLP activation. Defaults to exact GELU.
+        norm_eps (float): LayerNorm eps. Defaults to 1e-6.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 mlp_ratio: float = 4.,
+                 drop_path_rate: float = 0.,
+                 act_cfg: dict = dict(type='GELU'),
+                 norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.attn = ClsAttention(embed_dims, num_heads)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
 
 
 @MODELS.register_module()
@@ -27,7 +113,7 @@ class SOFT(BaseBackbone):
     Four stages at strides 4/8/16/32. Stages 1-3 are post-norm SOFT blocks
     (Gaussian-kernel attention with a Newton-inverted landmark kernel);
     stage 4 is a pre-norm softmax block over ``[cls; tokens]``. See
-    ``SOFT.md`` for the specification.
+    ``docs/design.md`` for the design.
 
     Args:
         arch (str | dict): One of ``'tiny'``, ``'small'``, ``'medium'``,

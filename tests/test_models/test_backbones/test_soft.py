@@ -7,7 +7,8 @@ from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from soft_mm.models import SOFT
-from soft_mm.models.backbones.soft_block import SoftAttention, SoftBlock
+from soft_mm.models.backbones.soft import SoftBlock
+from soft_mm.models.utils import SoftAttention
 
 REFERENCE_PARAMS_M = dict(
     tiny=13.07, small=24.11, medium=45.81, large=64.70, huge=87.11)

@@ -1,17 +1,6 @@
-# SOFT-tiny with SOFT-Norm (degree-normalised landmark inverse) classifier.
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='SOFT',
-        arch='tiny',
-        attn_norm=True,
-        drop_path_rate=0.1,
-        out_type='cls_token'),
-    neck=None,
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=512,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-        topk=(1, 5)))
+# SOFT-tiny with SOFT-Norm (degree-normalised landmark inverse) classifier:
+# soft-tiny.py with the one switch that makes it SOFT-Norm
+# (docs/design.md#variants).
+_base_ = ['./soft-tiny.py']
+
+model = dict(backbone=dict(attn_norm=True))

@@ -12,7 +12,11 @@
 namespace soft_mm {
 
 // The Newton step size is alpha = kNewtonAlphaScale / (max row sum)^2, i.e.
-// 0.9 * 2 / ||B||_inf^2 as in the released SOFT code (SOFT.md s. 4).
+// 0.9 * 2 / ||B||_inf^2 as in the released SOFT code (docs/design.md,
+// "Newton inverse and its gradient"). Every C++ kernel uses this constant;
+// soft_mm/ops/reference.py's NEWTON_ALPHA_SCALE must equal it (and
+// kNewtonRidge its NEWTON_RIDGE): tests/test_ops checks both through the
+// compiled op at iters = 0 and 1.
 constexpr double kNewtonAlphaScale = 1.8;
 // Ridge of the Newton iteration: it inverts B + kNewtonRidge * I.
 constexpr double kNewtonRidge = 0.01;

@@ -84,7 +84,7 @@ Tensor newton_inverse_aten(const Tensor& mat, int64_t iters, double ridge) {
   check_newton_input(mat);
   TORCH_CHECK(iters >= 0, "newton_inverse: iters must be >= 0, got ", iters);
   const Tensor b = mat.to(compute_dtype({mat}));
-  // alpha = 1.8 / (max_i sum_j |B_ij|)^2, per matrix, from B itself.
+  // alpha = kNewtonAlphaScale / (max_i sum_j |B_ij|)^2, per matrix, from B.
   const Tensor max_row = b.abs().sum(2).amax(1);
   const Tensor alpha = (max_row.pow(2).reciprocal() * kNewtonAlphaScale)
                            .view({-1, 1, 1});

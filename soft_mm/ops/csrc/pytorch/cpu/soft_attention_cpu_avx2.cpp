@@ -1,6 +1,7 @@
 // Copyright (c) soft_mm contributors. All rights reserved.
 // The CPU micro-kernels compiled for AVX2 + FMA (chosen at run time only on
 // CPUs that report both; see soft_attention_cpu.h).
+#include "soft_attention_common.h"
 #include "soft_attention_cpu.h"
 
 #if SOFT_MM_CPU_AVX2

@@ -4,7 +4,8 @@
 // include in `#pragma GCC target`. No #pragma once and no includes here on
 // purpose: every inline function must live in the ISA namespace, so that no
 // out-of-line copy compiled for AVX2 can be picked by the linker for a
-// baseline caller (hence also no std:: calls inside).
+// baseline caller (hence also no std:: calls inside). Constants come from
+// soft_attention_common.h, which every includer includes first.
 //
 // Register-blocked loops: kRows rows x 16 (or 8) columns of accumulators
 // per step, for the Gaussian kernel and the Newton matmuls alike.
@@ -205,8 +206,8 @@ inline void newton_matrix(const T* mat, int64_t m, int64_t mp, int64_t iters,
     }
     max_row = s > max_row ? s : max_row;
   }
-  // alpha = 1.8 / ||B||_inf^2 from B itself, then P = B + ridge I.
-  const T alpha = T(1.8) / (max_row * max_row);
+  // alpha = kNewtonAlphaScale / ||B||_inf^2 from B itself, P = B + ridge I.
+  const T alpha = T(kNewtonAlphaScale) / (max_row * max_row);
   for (int64_t i = 0; i < m; ++i) p[i * mp + i] += T(ridge);
   for (int64_t i = 0; i < sz; ++i) v[i] = alpha * p[i];
   for (int64_t it = 0; it < iters; ++it) {

@@ -1,11 +1,24 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Safe checkpoint reading and strict weight loading for soft_mm's tools.
+"""Safe checkpoint reading: one allowlist, one-line errors.
 
-Everything here unpickles with ``torch.load(weights_only=True)``: a file can
-hold tensors, containers and plain numbers, never code. The one extra type
-allowed (only while reading) is ``argparse.Namespace``, which timm-based
-training scripts (the official SOFT code among them) store under ``'args'``;
-its contents still go through the restricted unpickler.
+Everything soft_mm reads is unpickled with ``torch.load(weights_only=True)``:
+a file can hold tensors, containers and plain numbers, never code. On top of
+torch's own allowlist, :data:`SAFE_GLOBALS` admits the plain-data types that
+real checkpoints carry:
+
+- numpy arrays, scalars and dtypes (mmengine's message hub and metrics);
+- mmengine's ``HistoryBuffer``, which mmengine pickles together with its
+  statistics *functions* (``getattr(HistoryBuffer, 'min')``). Allowing
+  ``getattr`` would allow arbitrary code, so instead
+  :func:`register_safe_globals` makes ``HistoryBuffer`` pickle as
+  ``HistoryBuffer(log, count, max_length)`` and allowlists that constructor:
+  checkpoints written by any process that imported soft_mm load safely;
+- ``argparse.Namespace``, which timm-based training scripts (the official
+  SOFT code among them) store under ``'args'``; its contents still go
+  through the restricted unpickler.
+
+Nothing here turns on full unpickling: a checkpoint written by plain mmengine
+still fails to load, with a message naming the refused global.
 """
 import argparse
 import os
@@ -14,13 +27,49 @@ import zipfile
 from collections import OrderedDict
 from typing import Dict, Iterable
 
+import numpy as np
 import torch
-import torch.nn as nn
+from mmengine.logging import HistoryBuffer
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit; the message names the
     file and the problem in one line."""
+
+
+def _reduce_history_buffer(self: HistoryBuffer):
+    # The statistics methods are class-level registrations, re-made at
+    # import time; only the data needs to travel.
+    return HistoryBuffer, (self._log_history, self._count_history,
+                           self.max_length)
+
+
+def _numpy_safe_globals() -> list:
+    try:
+        multiarray = np._core.multiarray  # numpy >= 2
+    except AttributeError:  # pragma: no cover - numpy 1.x
+        multiarray = np.core.multiarray
+    dtype_classes = [
+        type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32,
+                                    np.int64, np.uint8, np.float16,
+                                    np.float32, np.float64)
+    ]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+            *dtype_classes]
+
+
+#: The one allowlist of soft_mm: plain-data types checkpoints carry.
+SAFE_GLOBALS = [HistoryBuffer, argparse.Namespace, *_numpy_safe_globals()]
+
+
+def register_safe_globals() -> None:
+    """Admit :data:`SAFE_GLOBALS` to every ``torch.load(weights_only=True)``
+    in this process (mmengine's resume included).
+
+    Idempotent; called when :mod:`soft_mm` is imported.
+    """
+    HistoryBuffer.__reduce__ = _reduce_history_buffer
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
 
 
 def short_list(items: Iterable, limit: int = 8) -> str:
@@ -54,7 +103,7 @@ def safe_torch_load(path: str, map_location='cpu'):
     """
     check_file(path)
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(
                 path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -133,31 +182,9 @@ def compare_state_dicts(source: Dict[str, torch.Tensor],
                               '; '.join(problems))
 
 
-def load_model_weights(model: nn.Module, path: str) -> dict:
-    """Load ``path`` into ``model`` strictly, or raise one clear error.
-
-    Unlike ``mmengine.runner.load_checkpoint`` (which warns and goes on),
-    a missing, extra or reshaped tensor is an error: tools that export or
-    measure a model must not silently run random weights. Checkpoint
-    schemes registered with mmengine (``soft-official://``,
-    ``soft-mindspore://``) are understood too.
-
-    Args:
-        model (nn.Module): The model.
-        path (str): Checkpoint file or scheme URL.
-
-    Returns:
-        dict: The checkpoint's ``meta`` (empty if none).
-    """
-    from .checkpoint_schemes import load_with_scheme
-    ckpt = load_with_scheme(path)
-    if ckpt is None:
-        ckpt = safe_torch_load(path)
-    state = extract_state_dict(ckpt, path)
-    if all(k.startswith('module.') for k in state):
-        state = OrderedDict((k[len('module.'):], v) for k, v in state.items())
-    compare_state_dicts(state, model.state_dict(), path,
-                        f'{type(model).__name__} of this config')
-    model.load_state_dict(state, strict=True)
-    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    return meta if isinstance(meta, dict) else {}
+def strip_module_prefix(state: Dict[str, torch.Tensor]) -> dict:
+    """Drop the ``module.`` prefix that (Distributed)DataParallel adds, when
+    every key has it; otherwise return ``state`` unchanged."""
+    if state and all(k.startswith('module.') for k in state):
+        return OrderedDict((k[len('module.'):], v) for k, v in state.items())
+    return state

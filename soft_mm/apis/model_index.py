@@ -7,7 +7,8 @@ After ``import soft_mm``, mmpretrain's own API finds them by name::
     from mmpretrain import get_model, list_models, ImageClassificationInferencer
 
     list_models('soft*')
-    model = get_model('soft-tiny_8xb128_in1k', pretrained='soft-tiny.pth')
+    model = get_model('soft-tiny_3rdparty_8xb128-official_in1k',
+                      pretrained='soft-tiny.pth')
 
 The names, configs and reported results come from ``model-index.yml`` (and
 ``configs/soft/metafile.yml``), the same files ``mim`` reads. soft_mm ships

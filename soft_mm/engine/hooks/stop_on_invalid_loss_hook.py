@@ -10,7 +10,7 @@ from mmpretrain.registry import HOOKS
 
 
 @HOOKS.register_module()
-class CheckInvalidLossHook(Hook):
+class StopOnInvalidLossHook(Hook):
     """Raise as soon as the training loss is NaN or infinite.
 
     Without it a diverged run keeps stepping on NaN gradients, and every
@@ -18,6 +18,9 @@ class CheckInvalidLossHook(Hook):
     iterations; in distributed runs the verdict is all-reduced so every rank
     stops at the same step with the same message (otherwise the healthy
     ranks would wait in the next collective until a timeout).
+
+    Not called ``CheckInvalidLossHook``: mmdet registers a hook of that name,
+    and an mmdet-scoped config would silently build mmdet's.
 
     Args:
         interval (int): Check every ``interval`` training iterations.

@@ -1,15 +1,19 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Build a classifier from a config for export, FLOP counting or demos."""
+"""What the export tools share: the tensor-in/tensor-out wrapper, their
+arguments, the exported-vs-PyTorch check, and tracing SOFT's Newton inverse
+as plain ops."""
 import argparse
 import contextlib
-import copy
 import os
 import sys
-from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
+from mmengine.config import DictAction
 from torch import Tensor
+
+from soft_mm.ops import reference
+from .inference import build_classifier, load_config
 
 
 class TensorForward(nn.Module):
@@ -30,59 +34,6 @@ class TensorForward(nn.Module):
         return out
 
 
-def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
-    """``Config.fromfile`` plus ``key=value`` overrides (mmengine syntax)."""
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest='opts')(None, ns, list(cfg_options))
-        cfg.merge_from_dict(ns.opts)
-    return cfg
-
-
-def build_classifier_from_config(cfg,
-                                 checkpoint: Optional[str] = None,
-                                 attn_impl: Optional[str] = 'reference',
-                                 device: str = 'cpu') -> nn.Module:
-    """Build ``cfg.model`` in eval mode and load ``checkpoint`` strictly.
-
-    Args:
-        cfg (Config): The config.
-        checkpoint (str, optional): Weights (file or ``soft-official://`` /
-            ``soft-mindspore://`` URL). None keeps the random init.
-        attn_impl (str, optional): Force this SOFT attention implementation
-            (``'reference'`` traces and exports as plain ops). None keeps
-            the config's. Defaults to ``'reference'``.
-        device (str): Device. Defaults to ``'cpu'``.
-
-    Returns:
-        nn.Module: The classifier; the checkpoint's ``meta`` (or ``{}``) is
-        kept as ``model.checkpoint_meta``.
-    """
-    import soft_mm  # noqa: F401  (registers SOFT)
-    from mmpretrain.registry import MODELS
-
-    from .checkpoint_io import load_model_weights
-    # A deep copy: the caller's config keeps its own backbone settings.
-    model_cfg = copy.deepcopy(cfg.model)
-    # Weights come from `checkpoint`, never from a pretrained init.
-    model_cfg.pop('pretrained', None)
-    backbone = model_cfg.get('backbone', {})
-    if attn_impl is not None and backbone.get('type') == 'SOFT':
-        backbone['attn_impl'] = attn_impl
-    if backbone.get('init_cfg') and isinstance(backbone['init_cfg'], dict) \
-            and backbone['init_cfg'].get('type') == 'Pretrained':
-        backbone.pop('init_cfg')
-    model = MODELS.build(model_cfg)
-    if checkpoint is not None:
-        model.checkpoint_meta = load_model_weights(model, checkpoint)
-    else:
-        model.init_weights()
-        model.checkpoint_meta = {}
-    return model.to(device).eval()
-
-
 def add_export_arguments(parser: argparse.ArgumentParser):
     """The arguments every export tool takes: config, checkpoint, input
     size, tolerance of the reloaded-vs-PyTorch check, overrides, seed."""
@@ -94,8 +45,9 @@ def add_export_arguments(parser: argparse.ArgumentParser):
     parser.add_argument(
         '--tolerance', type=float, default=1e-4,
         help='largest allowed |exported - PyTorch| (default 1e-4)')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, key=value (mmengine DictAction)')
     parser.add_argument('--seed', type=int, default=0)
 
 
@@ -112,7 +64,7 @@ def prepare_export(args: argparse.Namespace, output: str):
         CheckpointError, FileNotFoundError: Unreadable config or weights.
     """
     cfg = load_config(args.config, args.cfg_options)
-    model = build_classifier_from_config(cfg, args.checkpoint)
+    model = build_classifier(cfg, args.checkpoint)
     module = TensorForward(model).eval()
     torch.manual_seed(args.seed)
     dummy = torch.randn(1, 3, *args.shape)
@@ -153,7 +105,6 @@ def newton_as_plain_ops():
     :func:`soft_mm.ops.reference.newton_iterate` without its no_grad
     decorator. The patch is undone on exit.
     """
-    from soft_mm.ops import reference
     original = reference.newton_inverse
     iterate = getattr(reference.newton_iterate, '__wrapped__',
                       reference.newton_iterate)

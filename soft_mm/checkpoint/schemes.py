@@ -1,7 +1,7 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """mmengine checkpoint schemes that convert original SOFT files on load.
 
-With these registered (importing :mod:`soft_mm.models.utils` does it), a
+With these registered (importing :mod:`soft_mm` does it), a
 config can point at an original file directly::
 
     init_cfg=dict(type='Pretrained',
@@ -21,8 +21,8 @@ from typing import Optional
 
 from mmengine.runner import CheckpointLoader
 
-from .mindspore_converter import load_mindspore_checkpoint
-from .official_converter import load_official_checkpoint
+from .mindspore import load_mindspore_checkpoint
+from .official import load_official_checkpoint
 
 SCHEMES = {
     'soft-official://':

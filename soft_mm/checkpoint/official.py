@@ -1,12 +1,12 @@
-# Copyright (c) soft_mm contributors. All rights reserved.
 """Convert checkpoints of the official SOFT code (``fudan-zvg/SOFT``).
 
-The official layout (``SOFT.md`` s. 6) and soft_mm's differ only in names:
-every tensor keeps its shape and memory layout (``W_q``/``W_v`` split heads
-as ``reshape(B, N, h, d)`` like soft_mm's ``q``/``v``; the landmark conv is
-one ``d x d`` conv shared by the heads; the local conv is ``(h, 1, k, k)``).
-So the conversion is a table of renames, followed by a strict comparison of
-every name and shape against a model built from the inferred architecture.
+The official layout (``docs/design.md``, "Checkpoint layouts") and soft_mm's
+differ only in names: every tensor keeps its shape and memory layout
+(``W_q``/``W_v`` split heads as ``reshape(B, N, h, d)`` like soft_mm's
+``q``/``v``; the landmark conv is one ``d x d`` conv shared by the heads; the
+local conv is ``(h, 1, k, k)``). So the conversion is a table of renames,
+followed by a strict comparison of every name and shape against a model
+built from the inferred architecture.
 
 What the keys cannot tell:
 
@@ -17,30 +17,15 @@ What the keys cannot tell:
   head dim of stages 1-3 is read from the landmark conv and must be 32 too).
 """
 import re
-from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint_io import (CheckpointError, compare_state_dicts,
-                            safe_torch_load, short_list)
+from .io import (CheckpointError, safe_torch_load, short_list,
+                 strip_module_prefix)
+from .layout import (BACKBONE, SOFT_BLOCK_LAYERS, arch_name,
+                     complete_converted_state)
 
-#: Prefix of every backbone tensor in an mmpretrain ImageClassifier.
-BACKBONE = 'backbone.'
-
-# (official regex, soft_mm template). Groups: stage/block/unit numbers.
-_SOFT_BLOCK = {
-    'att.mha.W_q': 'attn.q',
-    'att.mha.W_v': 'attn.v',
-    'att.mha.ff': 'attn.proj',
-    'att.mha.attn.Qlandmark_op': 'attn.landmark_conv',
-    'att.mha.attn.Qnorm_act.0': 'attn.landmark_norm',
-    'att.mha.attn.conv': 'attn.local_conv',
-    'att.norm1': 'norm1',
-    'att.norm2': 'norm2',
-    'att.ff1': 'ffn.fc1',
-    'att.ff2': 'ffn.fc2',
-}
 _CLS_BLOCK = {
     'norm1': 'norm1',
     'attn.q': 'attn.q',
@@ -79,9 +64,9 @@ def map_official_key(key: str) -> Optional[str]:
     if key == 'cls_token':
         return f'{BACKBONE}cls_token'
     m = re.fullmatch(r'block([1-3])\.(\d+)\.(.+)\.(weight|bias)', key)
-    if m and m[3] in _SOFT_BLOCK:
+    if m and m[3] in SOFT_BLOCK_LAYERS:
         return (f'{BACKBONE}stages.{int(m[1]) - 1}.{m[2]}.'
-                f'{_SOFT_BLOCK[m[3]]}.{m[4]}')
+                f'{SOFT_BLOCK_LAYERS[m[3]]}.{m[4]}')
     m = re.fullmatch(r'block4\.(\d+)\.(.+)\.(weight|bias)', key)
     if m and m[2] in _CLS_BLOCK:
         return f'{BACKBONE}stages.3.{m[1]}.{_CLS_BLOCK[m[2]]}.{m[3]}'
@@ -177,82 +162,6 @@ def _ratio(hidden: int, dims: int):
     return int(ratio) if ratio.is_integer() else ratio
 
 
-def arch_name(arch: dict) -> Optional[str]:
-    """The name of the zoo arch equal to ``arch``, or None (a custom arch)."""
-    from soft_mm.models.backbones import SOFT
-    parsed = SOFT.parse_arch(arch)
-    for name in SOFT.arch_zoo:
-        if SOFT.parse_arch(name) == parsed:
-            return name
-    return None
-
-
-def expected_state(arch: dict,
-                   conv_bias: bool,
-                   num_classes: Optional[int],
-                   **backbone_kwargs) -> Dict[str, torch.Tensor]:
-    """Names and shapes of an ImageClassifier with this SOFT.
-
-    Args:
-        arch (dict): SOFT arch.
-        conv_bias (bool): Bias in the patch-embedding convs.
-        num_classes (int, optional): Linear head classes; None: no head.
-        **backbone_kwargs: Other SOFT arguments.
-
-    Returns:
-        dict: ``backbone.*`` and ``head.fc.*`` names to tensors.
-    """
-    from soft_mm.models.backbones import SOFT
-
-    # Built on the CPU (SOFT's constructor reads drop rates with .tolist(),
-    # which meta tensors refuse); only names and shapes are used.
-    backbone = SOFT(
-        arch=arch, conv_bias=conv_bias, init_cfg=None, **backbone_kwargs)
-    state = OrderedDict(
-        (BACKBONE + k, v) for k, v in backbone.state_dict().items())
-    if num_classes is not None:
-        state['head.fc.weight'] = torch.empty(num_classes,
-                                              arch['embed_dims'][-1])
-        state['head.fc.bias'] = torch.empty(num_classes)
-    return state
-
-
-def complete_converted_state(converted: Dict[str, torch.Tensor],
-                             arch: dict, conv_bias: bool,
-                             num_classes: Optional[int], path: str,
-                             what: str) -> Tuple[OrderedDict, list]:
-    """Check a renamed state dict against the model ``arch`` builds.
-
-    BN ``num_batches_tracked`` counters the source lacks are added as 0
-    (they only matter for BN momentum=None, which SOFT does not use); any
-    other missing or unexpected key, or a wrong shape, is refused.
-
-    Args:
-        converted (dict): soft_mm names to tensors.
-        arch (dict): The architecture inferred from the source.
-        conv_bias (bool): Whether the source convs have biases.
-        num_classes (int, optional): Head size; None for no head.
-        path (str): File name, for messages.
-        what (str): How ``arch`` was found, for messages.
-
-    Returns:
-        tuple[OrderedDict, list[str]]: The state dict in the model's key
-        order (contiguous tensors) and the counter keys that were added.
-    """
-    expected = expected_state(arch, conv_bias, num_classes)
-    filled = [
-        k for k in expected
-        if k.endswith('.num_batches_tracked') and k not in converted
-    ]
-    converted = dict(converted)
-    for k in filled:
-        converted[k] = torch.tensor(0, dtype=torch.long)
-    compare_state_dicts(converted, expected, path, what)
-    # Order as the model for readability of the saved file.
-    ordered = OrderedDict((k, converted[k].contiguous()) for k in expected)
-    return ordered, filled
-
-
 def select_official_state(ckpt, path: str, use_ema: bool = True):
     """Pick the official weights out of a loaded file.
 
@@ -288,9 +197,7 @@ def select_official_state(ckpt, path: str, use_ema: bool = True):
     if bad:
         raise CheckpointError(f'{path}: {source} has non-tensor entries '
                               f'{short_list(bad)}: not a state dict')
-    if state and all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    return state, source
+    return strip_module_prefix(state), source
 
 
 def convert_official_state_dict(state: Dict[str, torch.Tensor],
@@ -348,40 +255,3 @@ def load_official_checkpoint(path: str,
     meta.update(source_file=str(path), source_entry=source,
                 converter='soft2mmpretrain')
     return dict(state_dict=converted, meta=meta)
-
-
-def config_hint(meta: dict) -> str:
-    """Tell the user which config matches a converted checkpoint.
-
-    Args:
-        meta (dict): The ``meta`` of a converted checkpoint.
-
-    Returns:
-        str: One or more lines for the terminal.
-    """
-    norm = 'soft-norm' if meta['attn_norm'] else 'soft'
-    lines = []
-    if meta['arch_name']:
-        lines.append(f"model: {norm}-{meta['arch_name']} -> use "
-                     f"configs/_base_/models/soft/{norm}-{meta['arch_name']}"
-                     '.py')
-    else:
-        lines.append(
-            f'model: a custom {norm} arch (depths {meta["arch"]["depths"]}, '
-            'no zoo name matches) -> use a soft config with\n'
-            f'    model.backbone.arch = {meta["arch"]!r}')
-    overrides = []
-    if not meta['attn_norm']:
-        overrides.append('attn_norm=False')
-    else:
-        overrides.append('attn_norm=True')
-    if not meta['conv_bias']:
-        overrides.append('conv_bias=False')
-    lines.append('backbone settings: ' + ', '.join(overrides))
-    if meta['num_classes'] is not None and meta['num_classes'] != 1000:
-        lines.append(f'head: num_classes={meta["num_classes"]}')
-    lines.append('note: plain SOFT and SOFT-Norm have the same keys; this '
-                 'file was converted as ' +
-                 ('SOFT-Norm (--norm)' if meta['attn_norm'] else
-                  'plain SOFT (pass --norm for SOFT-Norm weights)'))
-    return '\n'.join(lines)

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmpretrain import ImageClassificationInferencer, get_model, list_models
 
 import soft_mm  # noqa: F401  (registers the models)
-from soft_mm.utils.model_index import find_model_index, register_model_index
+from soft_mm.apis.model_index import find_model_index, register_model_index
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = 'soft-tiny_1xb64_digits'
@@ -33,7 +33,8 @@ def test_index_is_the_checkouts():
 
 def test_every_metafile_model_is_listed():
     models = metafile_models()
-    assert DIGITS in models and 'soft-tiny_8xb128_in1k' in models
+    assert DIGITS in models
+    assert 'soft-tiny_3rdparty_mindspore-port_in1k' in models
     assert sorted(list_models('soft*')) == sorted(models)
     # Registered once at import; a second call changes nothing.
     assert register_model_index() == []
@@ -47,18 +48,19 @@ def test_entry_config_matches_name(name):
     entry = metafile_models()[name]
     config = osp.join(ROOT, entry['Config'])
     assert osp.isfile(config), config
-    assert osp.basename(config) == f'{name}.py'
+    # mmpretrain's naming: a converted model's config drops `3rdparty_`.
+    assert osp.basename(config) == name.replace('_3rdparty', '') + '.py'
     backbone = Config.fromfile(config).model.backbone
     arch = name.split('_')[0].replace('soft-norm-', '').replace('soft-', '')
     assert backbone.type == 'SOFT' and backbone.arch == arch
     assert bool(backbone.get('attn_norm', False)) == name.startswith(
         'soft-norm-')
-    assert entry['In Collection'] == ('SOFT-Norm' if name.startswith(
-        'soft-norm-') else 'SOFT')
+    assert entry['In Collection'] == 'SOFT'
     assert entry['Results'][0]['Metrics']['Top 1 Accuracy'] > 0
 
 
-@pytest.mark.parametrize('name', [DIGITS, 'soft-norm-tiny_8xb128-official_in1k'])
+@pytest.mark.parametrize(
+    'name', [DIGITS, 'soft-norm-tiny_3rdparty_8xb128-official_in1k'])
 def test_get_model_builds_counted_params(name):
     model = get_model(name)
     assert isinstance(model.backbone, soft_mm.models.backbones.SOFT)

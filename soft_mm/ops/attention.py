@@ -1,40 +1,62 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """Public API of the SOFT attention op: input checks and implementation choice."""
 import warnings
+from typing import Optional
 
+import torch
 from torch import Tensor
 
 from . import ext
-from .reference import NEWTON_ITERS, soft_attention_reference
+from . import triton as triton_impl
+from .checks import check_attention_inputs, check_newton_iters
+from .reference import (NEWTON_ITERS, compute_dtype,
+                        soft_attention_reference)
 
-#: Implementations a caller may ask for: ``'auto'`` picks the extension's
-#: kernel for the inputs' device if it was built, else the reference; the
-#: others force one and raise if it cannot run.
-IMPLS = ('auto', 'cpu', 'cuda', 'npu', 'reference')
+#: Implementations a caller may ask for: ``'auto'`` picks the fastest one
+#: that runs on the inputs' device, the others force one and raise if it
+#: cannot run. See :func:`soft_attention` and ``docs/ops.md``.
+IMPLS = ('auto', 'cpu', 'cuda', 'npu', 'triton', 'reference')
 
 # Device types 'auto' already warned about falling back on (warn once each).
 _warned_fallback = set()
 
 
-def resolve_impl(impl: str, device_type: str) -> str:
-    """The implementation that will run: ``'ext'`` or ``'reference'``.
+def resolve_impl(impl: str,
+                 device_type: str,
+                 dtype: Optional[torch.dtype] = None) -> str:
+    """The implementation that will run: ``'ext'``, ``'triton'`` or
+    ``'reference'``.
+
+    ``'auto'``: on CUDA the Triton kernels when Triton works there (not for
+    float64 inputs, which the C++ kernels handle natively), else the
+    extension's kernel for the device, else the reference with one warning
+    per device type. CPU tensors never go to Triton under ``'auto'``.
 
     Args:
         impl (str): One of :data:`IMPLS`.
         device_type (str): ``device.type`` of the inputs.
+        dtype (torch.dtype, optional): The inputs' compute dtype, if known.
 
     Returns:
-        str: ``'ext'`` or ``'reference'``.
+        str: ``'ext'``, ``'triton'`` or ``'reference'``.
     """
     if impl not in IMPLS:
         raise ValueError(f'soft_attention: unknown impl {impl!r}, '
                          f'choose from {IMPLS}')
     if impl == 'reference':
         return 'reference'
+    if impl == 'triton':
+        triton_impl.require(device_type)
+        return 'triton'
     has_kernel = device_type in ext.ext_device_types()
     if impl == 'auto':
+        if (device_type == 'cuda' and dtype != torch.float64
+                and triton_impl.triton_works(device_type)):
+            return 'triton'
         if has_kernel:
             return 'ext'
+        if device_type == 'cuda' and triton_impl.triton_works(device_type):
+            return 'triton'
         if device_type not in _warned_fallback:
             _warned_fallback.add(device_type)
             why = (ext.EXT_ERROR if not ext.ext_available() else
@@ -60,40 +82,6 @@ def resolve_impl(impl: str, device_type: str) -> str:
     return 'ext'
 
 
-def check_attention_inputs(q: Tensor, landmarks: Tensor, v: Tensor) -> None:
-    """Raise a clear error for inputs the op cannot take.
-
-    Args:
-        q (Tensor): ``(B, h, n, d)``.
-        landmarks (Tensor): ``(B, h, m, d)``.
-        v (Tensor): ``(B, h, n, dv)``.
-    """
-    named = dict(q=q, landmarks=landmarks, v=v)
-    for name, t in named.items():
-        if t.dim() != 4:
-            raise ValueError(f'soft_attention: {name} must be 4-D (B, h, L, d), '
-                             f'got shape {tuple(t.shape)}')
-        if not t.is_floating_point():
-            raise TypeError(f'soft_attention: {name} must be a floating point '
-                            f'tensor, got {t.dtype}')
-    devices = {t.device for t in named.values()}
-    if len(devices) > 1:
-        raise ValueError('soft_attention: q, landmarks and v must be on one '
-                         f'device, got {sorted(map(str, devices))}')
-    if q.shape[:2] != landmarks.shape[:2] or q.shape[:2] != v.shape[:2]:
-        raise ValueError('soft_attention: q, landmarks and v must share '
-                         f'(B, h); got {tuple(q.shape)}, '
-                         f'{tuple(landmarks.shape)}, {tuple(v.shape)}')
-    if q.shape[-1] != landmarks.shape[-1]:
-        raise ValueError('soft_attention: q and landmarks must share d; got '
-                         f'{q.shape[-1]} and {landmarks.shape[-1]}')
-    if q.shape[2] != v.shape[2]:
-        raise ValueError('soft_attention: q and v must share n; got '
-                         f'{q.shape[2]} and {v.shape[2]}')
-    if landmarks.shape[2] < 1:
-        raise ValueError('soft_attention: at least one landmark is needed')
-
-
 def soft_attention(q: Tensor,
                    landmarks: Tensor,
                    v: Tensor,
@@ -110,21 +98,22 @@ def soft_attention(q: Tensor,
         newton_iters (int): Newton iterations for ``B^-1``. Defaults to 20.
         norm (bool): SOFT-Norm (symmetric degree normalisation of ``B^-1``).
             Defaults to False.
-        impl (str): ``'auto'`` (the extension's kernel for the inputs'
-            device if built, else the reference with one warning),
-            ``'cpu'``, ``'cuda'``, ``'npu'`` (that kernel, or an error) or
-            ``'reference'`` (pure PyTorch). Defaults to ``'auto'``.
+        impl (str): ``'auto'`` (see :func:`resolve_impl`), ``'cpu'``,
+            ``'cuda'``, ``'npu'`` (that kernel of ``soft_mm._ext``, or an
+            error), ``'triton'`` (the Triton kernels: CUDA tensors, or CPU
+            tensors under ``TRITON_INTERPRET=1``) or ``'reference'`` (pure
+            PyTorch). Defaults to ``'auto'``.
 
     Returns:
         Tensor: ``(B, h, n, dv)`` in the dtype of ``v``.
     """
-    if impl not in IMPLS:
-        raise ValueError(f'soft_attention: unknown impl {impl!r}, '
-                         f'choose from {IMPLS}')
     check_attention_inputs(q, landmarks, v)
-    if newton_iters < 0:
-        raise ValueError('soft_attention: newton_iters must be >= 0, got '
-                         f'{newton_iters}')
-    if resolve_impl(impl, q.device.type) == 'ext':
+    check_newton_iters(newton_iters)
+    chosen = resolve_impl(impl, q.device.type,
+                          compute_dtype(q, landmarks, v))
+    if chosen == 'ext':
         return ext.soft_attention_fused(q, landmarks, v, newton_iters, norm)
+    if chosen == 'triton':
+        return triton_impl.soft_attention_triton(q, landmarks, v,
+                                                 newton_iters, norm)
     return soft_attention_reference(q, landmarks, v, newton_iters, norm)

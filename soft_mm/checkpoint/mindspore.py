@@ -1,5 +1,22 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Convert the seed's MindSpore SOFT checkpoints (``SOFT.md`` s. 6b).
+"""Read and convert the seed's MindSpore SOFT checkpoints, without MindSpore.
+
+A ``.ckpt`` is one protobuf message (``docs/design.md``, "Checkpoint
+layouts")::
+
+    message Checkpoint { repeated Value value = 1; }
+    message Value {
+      required string tag = 1;
+      oneof value { TensorProto tensor = 2; MapTensorProto maptensor = 3; }
+    }
+    message TensorProto {
+      repeated int64 dims = 1;
+      required string tensor_type = 2;   // 'Float32', 'Float16', ...
+      required bytes tensor_content = 3; // little-endian, C order
+    }
+
+The message classes are built at run time from a ``FileDescriptorProto``,
+so neither ``protoc`` nor generated code is needed, only ``protobuf``.
 
 The MindSpore port keeps the official tensor layouts (Dense weights are
 ``(out, in)``, convs ``(out, in, kh, kw)``) under other names: LayerNorm and
@@ -13,32 +30,138 @@ are backbone options set by
 """
 import re
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
-from .checkpoint_io import CheckpointError, short_list
-from .mindspore_ckpt import read_mindspore_checkpoint
-from .official_converter import (BACKBONE, arch_name,
-                                 complete_converted_state)
+from .io import CheckpointError, check_file, short_list
+from .layout import (BACKBONE, SOFT_BLOCK_LAYERS, SOFT_BLOCK_NORMS, arch_name,
+                     complete_converted_state)
+from .official import infer_official_arch
+
+#: MindSpore ``tensor_type`` names to numpy dtypes (little-endian).
+MS_DTYPES = {
+    'Float16': np.dtype('<f2'),
+    'Float32': np.dtype('<f4'),
+    'Float64': np.dtype('<f8'),
+    'Int8': np.dtype('i1'),
+    'Int16': np.dtype('<i2'),
+    'Int32': np.dtype('<i4'),
+    'Int64': np.dtype('<i8'),
+    'UInt8': np.dtype('u1'),
+    'Bool': np.dtype('?'),
+    # bfloat16 has no numpy dtype: read as int16 bits, reinterpreted below.
+    'BFloat16': np.dtype('<i2'),
+}
+
+
+@lru_cache(maxsize=1)
+def checkpoint_message_class():
+    """The protobuf class of a MindSpore ``Checkpoint`` message."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf import message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name='soft_mm_mindspore_checkpoint.proto',
+        package='soft_mm.mindspore',
+        syntax='proto2')
+
+    def add_field(msg, name, number, ftype, label, type_name=None,
+                  oneof=None):
+        field = msg.field.add(name=name, number=number, type=ftype,
+                              label=label)
+        if type_name:
+            field.type_name = type_name
+        if oneof is not None:
+            field.oneof_index = oneof
+
+    tensor = fdp.message_type.add(name='TensorProto')
+    add_field(tensor, 'dims', 1, F.TYPE_INT64, F.LABEL_REPEATED)
+    add_field(tensor, 'tensor_type', 2, F.TYPE_STRING, F.LABEL_REQUIRED)
+    add_field(tensor, 'tensor_content', 3, F.TYPE_BYTES, F.LABEL_REQUIRED)
+    tensor_type = '.soft_mm.mindspore.TensorProto'
+    map_tensor = fdp.message_type.add(name='MapTensorProto')
+    for i, name in enumerate(('key_tensor', 'value_tensor', 'status_tensor')):
+        add_field(map_tensor, name, i + 1, F.TYPE_MESSAGE, F.LABEL_OPTIONAL,
+                  tensor_type)
+    value = fdp.message_type.add(name='Value')
+    value.oneof_decl.add(name='value')
+    add_field(value, 'tag', 1, F.TYPE_STRING, F.LABEL_REQUIRED)
+    add_field(value, 'tensor', 2, F.TYPE_MESSAGE, F.LABEL_OPTIONAL,
+              tensor_type, oneof=0)
+    add_field(value, 'maptensor', 3, F.TYPE_MESSAGE, F.LABEL_OPTIONAL,
+              '.soft_mm.mindspore.MapTensorProto', oneof=0)
+    ckpt = fdp.message_type.add(name='Checkpoint')
+    add_field(ckpt, 'value', 1, F.TYPE_MESSAGE, F.LABEL_REPEATED,
+              '.soft_mm.mindspore.Value')
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName('soft_mm.mindspore.Checkpoint'))
+
+
+def tensor_from_proto(tensor, tag: str, path: str) -> torch.Tensor:
+    """Decode one ``TensorProto`` into a torch tensor (same dtype)."""
+    ttype = tensor.tensor_type
+    if ttype not in MS_DTYPES:
+        raise CheckpointError(f'{path}: tensor {tag!r} has unsupported type '
+                              f'{ttype!r} (known: {sorted(MS_DTYPES)})')
+    dtype = MS_DTYPES[ttype]
+    dims = tuple(int(d) for d in tensor.dims)
+    numel = int(np.prod(dims)) if dims else 1
+    content = tensor.tensor_content
+    if len(content) != numel * dtype.itemsize:
+        raise CheckpointError(
+            f'{path}: tensor {tag!r} holds {len(content)} bytes but dims '
+            f'{list(dims)} of {ttype} need {numel * dtype.itemsize}')
+    array = np.frombuffer(content, dtype=dtype).reshape(dims).copy()
+    out = torch.from_numpy(array)
+    if ttype == 'BFloat16':
+        out = out.view(torch.bfloat16)
+    return out
+
+
+def read_mindspore_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """All tensors of a MindSpore ``.ckpt``, in file order.
+
+    Args:
+        path (str): The ``.ckpt`` file.
+
+    Returns:
+        OrderedDict[str, Tensor]: Tag to tensor, dtypes as stored.
+    """
+    from google.protobuf.message import DecodeError
+    check_file(path)
+    with open(path, 'rb') as f:
+        data = f.read()
+    msg = checkpoint_message_class()()
+    try:
+        msg.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise CheckpointError(
+            f'{path}: not a readable MindSpore checkpoint (corrupt or '
+            f'truncated?): {" ".join(str(e).split())[:200]}') from None
+    if not msg.value:
+        raise CheckpointError(f'{path}: the checkpoint holds no tensors')
+    tensors = OrderedDict()
+    for value in msg.value:
+        kind = value.WhichOneof('value')
+        if kind != 'tensor':
+            raise CheckpointError(f'{path}: entry {value.tag!r} is a '
+                                  f'{kind or "empty value"}, not a tensor')
+        if value.tag in tensors:
+            raise CheckpointError(f'{path}: tensor {value.tag!r} appears '
+                                  'twice')
+        tensors[value.tag] = tensor_from_proto(value.tensor, value.tag, path)
+    return tensors
+
 
 _NORM = {'gamma': 'weight', 'beta': 'bias'}
+_LINEAR = {'weight': 'weight', 'bias': 'bias'}
 _BN = {**_NORM, 'moving_mean': 'running_mean',
        'moving_variance': 'running_var'}
-_SOFT_BLOCK = {
-    'att.mha.W_q': 'attn.q',
-    'att.mha.W_v': 'attn.v',
-    'att.mha.ff': 'attn.proj',
-    'att.mha.attn.Qlandmark_op': 'attn.landmark_conv',
-    'att.mha.attn.conv': 'attn.local_conv',
-    'att.ff1': 'ffn.fc1',
-    'att.ff2': 'ffn.fc2',
-}
-_SOFT_BLOCK_NORMS = {
-    'att.mha.attn.Qnorm_act.0': 'attn.landmark_norm',
-    'att.norm1': 'norm1',
-    'att.norm2': 'norm2',
-}
 _CLS_BLOCK = {
     'layers.0.cell.1.q': 'attn.q',
     'layers.0.cell.1.kv': 'attn.kv',
@@ -88,11 +211,13 @@ def map_mindspore_key(tag: str) -> Optional[str]:
     m = re.fullmatch(r'block([1-3])\.(\d+)\.(.+)\.(\w+)', tag)
     if m:
         prefix = f'{BACKBONE}stages.{int(m[1]) - 1}.{m[2]}.'
-        if m[3] in _SOFT_BLOCK and m[4] in ('weight', 'bias'):
-            return prefix + f'{_SOFT_BLOCK[m[3]]}.{m[4]}'
-        if m[3] in _SOFT_BLOCK_NORMS and m[4] in _NORM:
-            return prefix + f'{_SOFT_BLOCK_NORMS[m[3]]}.{_NORM[m[4]]}'
-        return None
+        layer = SOFT_BLOCK_LAYERS.get(m[3])
+        if layer is None:
+            return None
+        # The same layers as the official code; norms call their
+        # parameters gamma/beta.
+        params = _NORM if m[3] in SOFT_BLOCK_NORMS else _LINEAR
+        return prefix + f'{layer}.{params[m[4]]}' if m[4] in params else None
     m = re.fullmatch(r'block4\.(\d+)\.(.+)\.(\w+)', tag)
     if m:
         prefix = f'{BACKBONE}stages.3.{m[1]}.'
@@ -113,8 +238,6 @@ def infer_mindspore_arch(tensors: Dict[str, torch.Tensor],
     Returns:
         tuple[dict, int | None]: The arch dict and ``num_classes``.
     """
-    from .official_converter import infer_official_arch
-
     # Re-use the official inference on a view with official names: the
     # shape-bearing tensors are the same ones.
     def get(tag):

@@ -1,18 +1,14 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""SOFT attention and the post-norm SOFT block of stages 1-3."""
+"""The attention layers of SOFT: softmax-free SOFT attention (stages 1-3)
+and the softmax attention of the class-token stage (stage 4)."""
 from typing import Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer
-from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor
 
 from soft_mm.ops import soft_attention
-from .mlp import Mlp
-
-#: How SOFT blocks apply their stochastic-depth rate.
-SOFT_DROP_MODES = ('dropout', 'drop_path')
 
 
 class SoftAttention(nn.Module):
@@ -127,51 +123,29 @@ class SoftAttention(nn.Module):
         return self.proj(out)
 
 
-class SoftBlock(nn.Module):
-    """Post-norm SOFT block: ``x = LN(x + Drop(Attn(x)))``, then the FFN.
+class ClsAttention(nn.Module):
+    """Multi-head softmax attention with a separate ``q`` and fused ``kv``.
 
     Args:
         embed_dims (int): Channels.
         num_heads (int): Heads.
-        sr_ratio (int): Landmark sampling ratio.
-        local_kernel (int): Local conv kernel.
-        mlp_ratio (float): FFN expansion. Defaults to 4.
-        drop_rate (float): Stochastic-depth rate of this block.
-            Defaults to 0.
-        drop_mode (str): ``'dropout'`` applies ``drop_rate`` as element-wise
-            dropout on each branch (the official model's behaviour);
-            ``'drop_path'`` drops whole samples. Defaults to ``'dropout'``.
-        act_cfg (dict): FFN activation. Defaults to tanh-approximate GELU,
-            as the official model.
-        norm_eps (float): LayerNorm eps. Defaults to 1e-5.
-        **attn_kwargs: Passed to :class:`SoftAttention`.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 sr_ratio: int,
-                 local_kernel: int,
-                 mlp_ratio: float = 4.,
-                 drop_rate: float = 0.,
-                 drop_mode: str = 'dropout',
-                 act_cfg: dict = dict(type='GELU', approximate='tanh'),
-                 norm_eps: float = 1e-5,
-                 **attn_kwargs):
+    def __init__(self, embed_dims: int, num_heads: int):
         super().__init__()
-        if drop_mode not in SOFT_DROP_MODES:
-            raise ValueError(f'SoftBlock: unknown drop_mode {drop_mode!r}, '
-                             f'choose from {SOFT_DROP_MODES}')
-        self.attn = SoftAttention(embed_dims, num_heads, sr_ratio,
-                                  local_kernel, **attn_kwargs)
-        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.ffn = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg)
-        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        if drop_mode == 'dropout':
-            self.drop = nn.Dropout(drop_rate)
-        else:
-            self.drop = DropPath(drop_rate)
+        if embed_dims % num_heads:
+            raise ValueError(f'ClsAttention: embed_dims {embed_dims} is not '
+                             f'divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.q = nn.Linear(embed_dims, embed_dims)
+        self.kv = nn.Linear(embed_dims, embed_dims * 2)
+        self.proj = nn.Linear(embed_dims, embed_dims)
 
-    def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
-        x = self.norm1(x + self.drop(self.attn(x, hw_shape)))
-        return self.norm2(x + self.drop(self.ffn(x)))
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        h = self.num_heads
+        q = self.q(x).reshape(B, N, h, C // h).transpose(1, 2)
+        k, v = self.kv(x).reshape(B, N, 2, h, C // h).permute(2, 0, 3, 1, 4)
+        # Default scale is head_dim ** -0.5, as the official model.
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
