@@ -92,19 +92,20 @@ def get_extensions():
 
 
 def add_mim_extension() -> None:
-    """Copy tools/, configs/ and model-index.yml to ``soft_mm/.mim``.
+    """Put tools/, configs/ and model-index.yml into ``soft_mm/.mim``.
 
-    ``mim train|test soft_mm`` looks for the training/test scripts in
-    ``<installed soft_mm>/.mim/tools`` and finds a bare config file name
-    under the installed package, so wheels and sdists carry copies (made
-    fresh on every build from a source checkout; an sdist, which has no
-    top-level tools/ or configs/, keeps the copies it shipped with).
-    Editable installs (``pip install -e``, ``develop``) are skipped: mim
-    resolves a package to ``<site-packages>/soft_mm``, which an editable
-    install does not create, so mim cannot use them either way.
+    ``mim train|test|search soft_mm`` looks for the scripts and the model
+    index in ``<installed soft_mm>/.mim``. Wheels and sdists carry copies
+    (made fresh on every build from a source checkout; an sdist, which has
+    no top-level tools/ or configs/, keeps the copies it shipped with). The
+    in-place build of the README's setup (``build_ext --inplace``) links
+    them instead, so that mim on an editable install never sees stale
+    copies (``tools/setup.sh`` makes ``<site-packages>/soft_mm`` point at
+    the checkout, where mim looks). ``pip install -e`` itself is skipped.
     """
     if 'develop' in sys.argv or any('editable' in a for a in sys.argv):
         return
+    link = '--inplace' in sys.argv or '-i' in sys.argv
     mim_path = osp.join(ROOT, 'soft_mm', '.mim')
     # Byte code, and the CI helpers that only make sense in a checkout.
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', 'ci')
@@ -117,7 +118,9 @@ def add_mim_extension() -> None:
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
-        if osp.isdir(src):
+        if link:
+            os.symlink(osp.relpath(src, mim_path), dst)
+        elif osp.isdir(src):
             shutil.copytree(src, dst, ignore=ignore)
         else:
             shutil.copyfile(src, dst)

@@ -20,7 +20,8 @@ import mmcv
 from mmengine.config import DictAction
 from mmpretrain.apis import ImageClassificationInferencer
 
-from soft_mm.apis.inference import build_classifier, load_config
+from soft_mm.apis.inference import (ConfigError, build_classifier,
+                                   load_config)
 from soft_mm.checkpoint import CheckpointError
 
 
@@ -77,7 +78,8 @@ def main(argv=None) -> int:
         read_image(args.img)
         inferencer = build_inferencer(args)
         result = inferencer(args.img, show_dir=args.show_dir)[0]
-    except (DemoError, CheckpointError, FileNotFoundError) as e:
+    except (DemoError, ConfigError, CheckpointError,
+            FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     scores = result['pred_scores']

@@ -14,6 +14,22 @@ python -m pip install -c requirements/constraints.txt -r requirements/build.txt
 SOFT_MM_WITH_OPS=0 python -m pip install -c requirements/constraints.txt \
     --no-build-isolation -e ".[tests,mim]"
 python setup.py -q build_ext --inplace
+# mim (`mim search/train/test soft_mm`) looks for the package under
+# <site-packages>/soft_mm, which an editable install does not create: point
+# it at this checkout (whose soft_mm/.mim links tools/, configs/ and the
+# model index). Python imports the same files either way.
+python - <<'EOF'
+import os, sysconfig
+site = os.path.join(sysconfig.get_paths()['purelib'], 'soft_mm')
+here = os.path.realpath('soft_mm')
+if os.path.islink(site) and os.path.realpath(site) != here:
+    os.remove(site)  # a link to another checkout
+if not os.path.lexists(site):
+    os.symlink(here, site)
+elif os.path.realpath(site) != here:
+    raise SystemExit(f'{site} exists and is not this checkout: '
+                     'pip uninstall soft_mm, then run this again')
+EOF
 python -c "import soft_mm.ops as ops, sys; \
 print('soft_mm._ext kernels:', ops.ext_device_types()); \
 sys.exit(0 if ops.ext_available() else 'soft_mm._ext did not build')"

@@ -12,14 +12,25 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
+from soft_mm.apis.inference import ConfigError, load_config
 from soft_mm.apis.launch import (default_work_dir, set_dataloader_defaults,
                                  setup_distributed)
+from soft_mm.apis.run_guards import check_weights_fit, read_checkpoint
+from soft_mm.checkpoint import CheckpointError
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a soft_mm model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file (.pth, .safetensors, soft-official://PATH, '
+        'soft-mindspore://PATH)')
+    parser.add_argument(
+        '--non-strict',
+        action='store_true',
+        help='load the weights that fit and warn about the rest (default: '
+        'any missing, unexpected or reshaped tensor is an error)')
     parser.add_argument('--work-dir', help='the dir to save logs')
     parser.add_argument('--out', help='dump predictions (or metrics) here')
     parser.add_argument(
@@ -81,11 +92,12 @@ def add_flip_tta(cfg: Config) -> None:
 
 
 def merge_args(cfg: Config, args) -> Config:
-    """Merge command-line arguments into the config."""
+    """Merge command-line arguments into the config.
+
+    ``--cfg-options`` win over the other flags; the dataloader defaults are
+    filled in last, so that they see the options.
+    """
     cfg.launcher = args.launcher
-    cfg.work_dir = default_work_dir(cfg, args.config, args.work_dir)
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg.fp16 = True
@@ -102,21 +114,37 @@ def merge_args(cfg: Config, args) -> Config:
             interval=args.interval)
     if args.tta:
         add_flip_tta(cfg)
-    set_dataloader_defaults(cfg, 'test_dataloader', not args.no_pin_memory,
-                            False)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = default_work_dir(cfg, args.config, args.work_dir)
+    set_dataloader_defaults(cfg, 'test_dataloader', not args.no_pin_memory,
+                            False)
     return cfg
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    try:
+        cfg = merge_args(load_config(args.config), args)
+        # Read before the Runner is built: a wrong path fails in a second.
+        ckpt = read_checkpoint(args.checkpoint)
+    except (ConfigError, CheckpointError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     setup_distributed(cfg, args.launcher)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    if not args.non_strict:
+        # mmengine loads what fits and logs the rest: an accuracy of a
+        # partly random model. Check every key and shape first.
+        try:
+            check_weights_fit(runner.model, args.checkpoint, ckpt)
+        except CheckpointError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+    del ckpt
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

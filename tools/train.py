@@ -9,8 +9,13 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
+from soft_mm.apis.inference import ConfigError, load_config
 from soft_mm.apis.launch import (default_work_dir, set_dataloader_defaults,
                                  setup_distributed)
+from soft_mm.apis.run_guards import (WorkDirBusyError, WorkDirLock,
+                                     check_resumable, is_main_process_by_env,
+                                     resolve_resume)
+from soft_mm.checkpoint import CheckpointError
 
 
 def parse_args(argv=None):
@@ -59,13 +64,17 @@ def parse_args(argv=None):
 
 
 def merge_args(cfg: Config, args) -> Config:
-    """Merge command-line arguments into the config."""
+    """Merge command-line arguments into the config.
+
+    ``--cfg-options`` win over the other flags; the dataloader defaults are
+    filled in last, so that they see the options (``num_workers=0`` turns
+    ``persistent_workers`` off).
+    """
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
     cfg.launcher = args.launcher
-    cfg.work_dir = default_work_dir(cfg, args.config, args.work_dir)
 
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -78,24 +87,55 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = default_work_dir(cfg, args.config, args.work_dir)
 
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         set_dataloader_defaults(cfg, field, not args.no_pin_memory,
                                 not args.no_persistent_workers)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def build_runner(cfg: Config):
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def resume_target(cfg: Config) -> str:
+    """The checkpoint this run resumes from, or None."""
+    if not cfg.get('resume'):
+        return None
+    return resolve_resume(cfg.work_dir, cfg.get('load_from') or 'auto')
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
-    setup_distributed(cfg, args.launcher)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    try:
+        cfg = merge_args(load_config(args.config), args)
+        # One training per work dir, until this process ends.
+        lock = (WorkDirLock(cfg.work_dir).acquire()
+                if is_main_process_by_env() else None)
+    except (ConfigError, WorkDirBusyError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    try:
+        setup_distributed(cfg, args.launcher)
+        runner = build_runner(cfg)
+        resume_from = resume_target(cfg)
+        if resume_from is not None:
+            # mmengine would warn and train random tensors on (or fail on a
+            # weights-only file with KeyError: 'epoch').
+            try:
+                check_resumable(runner.model, resume_from)
+            except CheckpointError as e:
+                print(f'error: --resume: {e}', file=sys.stderr)
+                return 1
+        runner.train()
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 

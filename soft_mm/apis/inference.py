@@ -1,7 +1,9 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """Build an evaluation-ready classifier from a config, weights loaded
 strictly: what the demo, the export tools and the FLOP counter share."""
+import ast
 import copy
+import os.path as osp
 from typing import Optional
 
 import torch.nn as nn
@@ -11,8 +13,43 @@ from mmpretrain.apis import get_model
 from soft_mm.checkpoint import load_model_weights
 
 
+class ConfigError(ValueError):
+    """A config file cannot be read; the message names the file."""
+
+
+def _find_syntax_error(path: str, seen=()) -> Optional[str]:
+    """``'FILE, line N: message'`` for the first file of ``path`` and its
+    ``_base_`` chain that does not parse, or None."""
+    if path in seen or not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        source = f.read()
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as e:
+        return f'{path}, line {e.lineno}: {e.msg}'
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_'
+                for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return None
+            for base in [bases] if isinstance(bases, str) else bases:
+                found = _find_syntax_error(
+                    osp.normpath(osp.join(osp.dirname(path), base)),
+                    seen + (path, ))
+                if found:
+                    return found
+    return None
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile`` plus the overrides of ``--cfg-options``.
+
+    A syntax error names the file it is in (the config or one of its
+    ``_base_`` files); mmengine's message says ``<unknown>``.
 
     Args:
         path (str): Config file.
@@ -21,8 +58,16 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
     Returns:
         Config: The config.
+
+    Raises:
+        ConfigError: The file or a base does not parse.
+        FileNotFoundError: No such config.
     """
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as e:
+        where = _find_syntax_error(path) or f'{path}: {e}'
+        raise ConfigError(f'syntax error in config {where}') from None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

@@ -17,7 +17,8 @@ no weights, so ``pretrained`` must be a local file (or ``False``).
 import os.path as osp
 from typing import Optional
 
-_PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# realpath: the package may be reached through a link (tools/setup.sh).
+_PACKAGE_DIR = osp.dirname(osp.dirname(osp.realpath(__file__)))
 
 
 def find_model_index() -> Optional[str]:

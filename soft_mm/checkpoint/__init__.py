@@ -5,23 +5,27 @@
 :func:`register_safe_globals` and :func:`register_checkpoint_schemes` run
 when :mod:`soft_mm` is imported.
 """
-from .io import (SAFE_GLOBALS, CheckpointError, compare_state_dicts,
-                 extract_state_dict, register_safe_globals, safe_torch_load,
-                 strip_module_prefix)
+from .io import (CHECKPOINT_FORMATS, SAFE_GLOBALS, CheckpointError,
+                 check_destination, compare_state_dicts, extract_state_dict,
+                 load_safetensors, register_safe_globals, safe_torch_load,
+                 save_checkpoint_file, save_safetensors, strip_module_prefix)
 from .loading import load_checkpoint_file, load_model_weights
 from .mindspore import (convert_mindspore_tensors, load_mindspore_checkpoint,
                         read_mindspore_checkpoint)
 from .official import (convert_official_state_dict, infer_official_arch,
                        load_official_checkpoint, select_official_state)
-from .schemes import SCHEMES, load_with_scheme, register_checkpoint_schemes
+from .schemes import (SCHEMES, load_local_checkpoint, load_with_scheme,
+                      register_checkpoint_schemes)
 
 __all__ = [
-    'SAFE_GLOBALS', 'CheckpointError', 'compare_state_dicts',
-    'extract_state_dict', 'register_safe_globals', 'safe_torch_load',
-    'strip_module_prefix', 'load_checkpoint_file', 'load_model_weights',
+    'CHECKPOINT_FORMATS', 'SAFE_GLOBALS', 'CheckpointError',
+    'check_destination', 'compare_state_dicts', 'extract_state_dict',
+    'load_safetensors', 'register_safe_globals', 'safe_torch_load',
+    'save_checkpoint_file', 'save_safetensors', 'strip_module_prefix',
+    'load_checkpoint_file', 'load_model_weights',
     'convert_mindspore_tensors', 'load_mindspore_checkpoint',
     'read_mindspore_checkpoint', 'convert_official_state_dict',
     'infer_official_arch', 'load_official_checkpoint',
-    'select_official_state', 'SCHEMES', 'load_with_scheme',
-    'register_checkpoint_schemes'
+    'select_official_state', 'SCHEMES', 'load_local_checkpoint',
+    'load_with_scheme', 'register_checkpoint_schemes'
 ]

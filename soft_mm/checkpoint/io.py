@@ -21,11 +21,13 @@ Nothing here turns on full unpickling: a checkpoint written by plain mmengine
 still fails to load, with a message naming the refused global.
 """
 import argparse
+import json
 import os
 import pickle
+import re
 import zipfile
 from collections import OrderedDict
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import numpy as np
 import torch
@@ -94,6 +96,12 @@ def check_file(path: str) -> None:
 def safe_torch_load(path: str, map_location='cpu'):
     """``torch.load`` with ``weights_only=True`` and one-line errors.
 
+    ``.safetensors`` files are read with ``safetensors`` (a format that
+    cannot carry code). Anything that is not a checkpoint gives
+    ``not a PyTorch checkpoint: PATH``; a pickle that names a global outside
+    the allowlist is refused naming that global. Never is full unpickling
+    suggested.
+
     Args:
         path (str): Checkpoint file.
         map_location: Passed to :func:`torch.load`. Defaults to ``'cpu'``.
@@ -102,24 +110,120 @@ def safe_torch_load(path: str, map_location='cpu'):
         The unpickled object (dicts, tensors, numbers, strings).
     """
     check_file(path)
+    if str(path).endswith('.safetensors'):
+        return load_safetensors(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(
                 path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message is several paragraphs; keep the refused global.
-        first = str(e).strip().splitlines()
-        reason = next((ln for ln in first if 'global' in ln.lower()),
-                      first[0] if first else 'unpickling failed')
-        raise CheckpointError(
-            f'{path}: refused to unpickle (weights_only=True): '
-            f'{reason.strip()}') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError) as e:
+        # torch's message is several paragraphs and advises full
+        # unpickling; keep only the refused global, if that was the cause.
+        refused = re.search(r'GLOBAL ([\w.]+)', str(e))
+        if refused:
+            raise CheckpointError(
+                f'{path}: refused to unpickle the global {refused[1]}: '
+                'soft_mm reads tensors and plain data only') from None
+        raise CheckpointError(f'not a PyTorch checkpoint: {path} '
+                              '(not a torch.save file)') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            KeyError, IndexError, TypeError, AttributeError) as e:
+        # Text, random bytes, a foreign zip or a truncated file end in any
+        # of these, from deep inside torch's reader.
         msg = ' '.join(str(e).split()) or type(e).__name__
+        raise CheckpointError(f'not a PyTorch checkpoint: {path} (corrupt, '
+                              f'truncated or another format: {msg[:120]})'
+                              ) from None
+
+
+def load_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file (on the CPU).
+
+    Args:
+        path (str): The file.
+
+    Returns:
+        OrderedDict[str, Tensor]: Name to tensor, in file order.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    check_file(path)
+    try:
+        return OrderedDict(load_file(path, device='cpu'))
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(
-            f'{path}: not a readable PyTorch checkpoint (corrupt or '
-            f'truncated?): {msg[:200]}') from None
+            f'not a safetensors checkpoint: {path} '
+            f'({" ".join(str(e).split())[:120]})') from None
+
+
+def save_safetensors(state: Dict[str, torch.Tensor], path: str,
+                     metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write ``state`` as ``.safetensors`` (contiguous, CPU copies).
+
+    Args:
+        state (dict): Name to tensor.
+        path (str): Output file.
+        metadata (dict[str, str], optional): Stored in the file header.
+    """
+    from safetensors.torch import save_file
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
+              path, metadata=metadata)
+
+
+def check_destination(src: str, dst: str) -> None:
+    """Refuse to write a converted checkpoint over its source or into a
+    directory's name.
+
+    Args:
+        src (str): The file read.
+        dst (str): The file to write.
+    """
+    if os.path.isdir(dst):
+        raise CheckpointError(
+            f'{dst}: is a directory; give the output file, e.g. '
+            f'{os.path.join(dst, os.path.basename(src) + ".pth")}')
+    if os.path.realpath(src) == os.path.realpath(dst) or (
+            os.path.exists(dst) and os.path.samefile(src, dst)):
+        raise CheckpointError(f'{dst}: is the source file; refusing to '
+                              'overwrite it')
+
+
+#: Formats :func:`save_checkpoint_file` writes, by file suffix.
+CHECKPOINT_FORMATS = {'pth': '.pth', 'safetensors': '.safetensors'}
+
+
+def save_checkpoint_file(ckpt: dict, path: str,
+                         fmt: Optional[str] = None) -> None:
+    """Write ``{'state_dict', 'meta'}``: ``torch.save``, or as
+    ``.safetensors`` the tensors with ``meta`` as JSON in the header (key
+    ``soft_mm_meta``).
+
+    Args:
+        ckpt (dict): ``state_dict`` (name to tensor) and ``meta`` (dict).
+        path (str): Output file; its folder is created.
+        fmt (str, optional): ``'pth'`` or ``'safetensors'``; None: from the
+            suffix of ``path`` (``.safetensors``, else ``pth``). A format
+            that contradicts the suffix is refused: loaders pick the reader
+            by suffix.
+    """
+    is_st = str(path).endswith('.safetensors')
+    if fmt is None:
+        fmt = 'safetensors' if is_st else 'pth'
+    if fmt not in CHECKPOINT_FORMATS:
+        raise CheckpointError(f'unknown checkpoint format {fmt!r}, choose '
+                              f'from {sorted(CHECKPOINT_FORMATS)}')
+    if (fmt == 'safetensors') != is_st:
+        raise CheckpointError(
+            f'{path}: --format {fmt} needs a file name ending in '
+            f'{CHECKPOINT_FORMATS[fmt]!r}' if fmt == 'safetensors' else
+            f'{path}: a .safetensors name for --format pth')
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    if fmt == 'safetensors':
+        meta = json.dumps(ckpt.get('meta', {}), default=str)
+        save_safetensors(ckpt['state_dict'], path, {'soft_mm_meta': meta})
+    else:
+        torch.save(ckpt, path)
 
 
 def extract_state_dict(ckpt, path: str,
@@ -168,6 +272,13 @@ def compare_state_dicts(source: Dict[str, torch.Tensor],
         for k in expected
         if k in source and source[k].shape != expected[k].shape
     ]
+    # load_state_dict would cast silently: an integer tensor where the model
+    # holds floats (or the reverse) is a wrong file, not a format detail.
+    wrong_kind = [
+        f'{k} {source[k].dtype} vs {expected[k].dtype}' for k in expected
+        if k in source and torch.is_tensor(source[k])
+        and source[k].is_floating_point() != expected[k].is_floating_point()
+    ]
     problems = []
     if missing:
         problems.append(f'{len(missing)} missing keys: {short_list(missing)}')
@@ -177,6 +288,9 @@ def compare_state_dicts(source: Dict[str, torch.Tensor],
     if mismatched:
         problems.append(f'{len(mismatched)} shape mismatches (file vs '
                         f'model): {short_list(mismatched, 4)}')
+    if wrong_kind:
+        problems.append(f'{len(wrong_kind)} dtype mismatches (file vs '
+                        f'model): {short_list(wrong_kind, 4)}')
     if problems:
         raise CheckpointError(f'{path}: does not fit {what}: ' +
                               '; '.join(problems))

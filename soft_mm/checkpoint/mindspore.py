@@ -28,6 +28,7 @@ numerical differences (tanh GELU everywhere, stage-4 LayerNorm eps 1e-7)
 are backbone options set by
 ``configs/soft/soft-tiny_mindspore-port_in1k.py``.
 """
+import math
 import re
 from collections import OrderedDict
 from functools import lru_cache
@@ -110,7 +111,11 @@ def tensor_from_proto(tensor, tag: str, path: str) -> torch.Tensor:
                               f'{ttype!r} (known: {sorted(MS_DTYPES)})')
     dtype = MS_DTYPES[ttype]
     dims = tuple(int(d) for d in tensor.dims)
-    numel = int(np.prod(dims)) if dims else 1
+    if any(d < 0 for d in dims):
+        raise CheckpointError(f'{path}: tensor {tag!r} has negative dims '
+                              f'{list(dims)}: corrupt file')
+    # Python ints: numpy's int64 product can overflow and compare equal.
+    numel = math.prod(dims)
     content = tensor.tensor_content
     if len(content) != numel * dtype.itemsize:
         raise CheckpointError(

@@ -13,14 +13,19 @@ config can point at an original file directly::
   weights load the same way: the flag only matters for the printed hint.)
 - ``soft-mindspore://PATH``: the seed's MindSpore ``.ckpt``.
 
+Local files ending in ``.safetensors`` load too (``load_from``,
+``Pretrained``, the tools): mmengine's local loader is extended for them.
+
 The result is ``{'state_dict', 'meta'}`` with ImageClassifier names
 (``backbone.*``, ``head.fc.*``); use ``prefix='backbone.'`` in a backbone's
 ``init_cfg``.
 """
+import os.path as osp
 from typing import Optional
 
 from mmengine.runner import CheckpointLoader
 
+from .io import safe_torch_load
 from .mindspore import load_mindspore_checkpoint
 from .official import load_official_checkpoint
 
@@ -51,11 +56,33 @@ def _make_mmengine_loader(prefix: str):
     return loader
 
 
+def load_local_checkpoint(filename: str, map_location=None) -> dict:
+    """mmengine's loader of local files, made safe and clear: weights-only
+    unpickling with soft_mm's allowlist, ``.safetensors`` files, one-line
+    errors (:func:`soft_mm.checkpoint.safe_torch_load`).
+
+    Args:
+        filename (str): Local path.
+        map_location: As :func:`torch.load`. Defaults to the CPU.
+
+    Returns:
+        dict: The checkpoint (for ``.safetensors``: name to tensor).
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        # mmengine's own type and wording, which its callers expect.
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return safe_torch_load(filename, map_location or 'cpu')
+
+
 def register_checkpoint_schemes() -> None:
-    """Register :data:`SCHEMES` with ``mmengine.runner.CheckpointLoader``.
+    """Register :data:`SCHEMES` and :func:`load_local_checkpoint` with
+    ``mmengine.runner.CheckpointLoader``.
 
     Idempotent (re-registration replaces the loaders).
     """
     for prefix in SCHEMES:
         CheckpointLoader.register_scheme(
             prefixes=prefix, loader=_make_mmengine_loader(prefix), force=True)
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_local_checkpoint, force=True)

@@ -3,6 +3,9 @@
 listed, points at a config that exists and matches its name, builds
 through ``mmpretrain.get_model`` and takes local weights."""
 import os.path as osp
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -111,3 +114,15 @@ def test_no_published_weights_is_said():
 def test_unknown_name_is_refused():
     with pytest.raises(ValueError, match='Failed to find model'):
         get_model('soft-gigantic_1xb1_in1k')
+
+
+def test_mim_finds_the_editable_install(tmp_path):
+    """``mim search soft_mm`` on the README's install (editable, linked into
+    site-packages by tools/setup.sh), from any directory."""
+    mim = shutil.which('mim')
+    assert mim is not None, 'openmim is installed by tools/setup.sh'
+    proc = subprocess.run([mim, 'search', 'soft_mm'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    found = set(re.findall(r'config id: (\S+)', proc.stdout))
+    assert found == set(metafile_models())

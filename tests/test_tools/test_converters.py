@@ -11,16 +11,18 @@ import re
 
 import pytest
 import torch
+from mmengine.runner import CheckpointLoader
+from mmpretrain.models import build_classifier
 
 import soft_mm  # noqa: F401
 from soft_mm.checkpoint import (CheckpointError, convert_official_state_dict,
-                                load_mindspore_checkpoint,
+                                load_mindspore_checkpoint, load_model_weights,
                                 load_official_checkpoint,
                                 read_mindspore_checkpoint)
 from soft_mm.models import SOFT
-from soft_fixtures import (SMALL, TINY, encode_ms_checkpoint, mindspore_state,
-                           official_cls_block, official_soft_block,
-                           official_state, official_stem,
+from soft_fixtures import (SMALL, TINY, _field, _varint, encode_ms_checkpoint,
+                           mindspore_state, official_cls_block,
+                           official_soft_block, official_state, official_stem,
                            write_timm_checkpoint)
 from tool_utils import ROOT, load_script, run_main
 
@@ -160,7 +162,7 @@ def test_official_cli_errors(tmp_path, capsys):
     write_timm_checkpoint(bad, SMALL)
     bad.write_bytes(bad.read_bytes()[:5000])
     for src, match in [(tmp_path / 'nope.pth', 'no such file'),
-                       (bad, 'not a readable PyTorch checkpoint')]:
+                       (bad, 'not a PyTorch checkpoint')]:
         code, out, err = run_main(SOFT2MM, capsys, src, tmp_path / 'o.pth')
         assert code == 1
         lines = err.strip().splitlines()
@@ -176,7 +178,6 @@ def test_official_refuses_pickled_code(tmp_path):
 
 
 def test_scheme_loads_official_file_in_init_cfg(tmp_path):
-    from mmpretrain.models import build_classifier
     src = tmp_path / 'official.pth.tar'
     _, ema = write_timm_checkpoint(src, SMALL)
     model = build_classifier(
@@ -265,7 +266,6 @@ def test_mindspore_round_trip(tmp_path, capsys):
 
 def test_mindspore_config_loads_converted(tmp_path):
     from mmengine.config import Config
-    from mmpretrain.models import build_classifier
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'soft', 'soft-tiny_mindspore-port_in1k.py'))
     bb = cfg.model.backbone
@@ -305,3 +305,67 @@ def test_mindspore_bad_files(tmp_path, capsys, case):
     line, = err.strip().splitlines()
     assert str(path) in line
     assert re.search(match, line), line
+
+
+@pytest.mark.parametrize('dims, match', [
+    ((-1, 4), 'negative dims'),
+    # 2**64 elements: a numpy int64 product wraps to 0 and "fits" 0 bytes.
+    ((2**32, 2**32), r'holds 0 bytes but dims \[4294967296, 4294967296\]'),
+])
+def test_mindspore_bad_dims(tmp_path, capsys, dims, match):
+    proto = b''.join(_varint(1 << 3) + _varint(d & (2**64 - 1)) for d in dims)
+    proto += _field(2, b'Float32') + _field(3, b'')
+    path = tmp_path / 'dims.ckpt'
+    path.write_bytes(_field(1, _field(1, b'cls') + _field(2, proto)))
+    code, _, err = run_main(MS2MM, capsys, path, tmp_path / 'o.pth')
+    assert code == 1
+    line, = err.strip().splitlines()
+    assert str(path) in line and re.search(match, line), line
+
+
+@pytest.mark.parametrize('tool', ['official', 'mindspore'])
+def test_converters_refuse_to_overwrite_source_or_dir(tmp_path, capsys, tool):
+    src = tmp_path / 'src.pth'
+    if tool == 'official':
+        write_timm_checkpoint(src, SMALL)
+    else:
+        src.write_bytes(encode_ms_checkpoint(mindspore_state(SMALL)))
+    before = src.read_bytes()
+    script = SOFT2MM if tool == 'official' else MS2MM
+    for dst, match in [(src, 'is the source file'),
+                       (tmp_path / '.' / 'src.pth', 'is the source file'),
+                       (tmp_path, 'is a directory')]:
+        code, _, err = run_main(script, capsys, src, dst)
+        assert code == 1 and match in err and str(dst) in err, err
+    assert src.read_bytes() == before
+
+
+def test_official_refuses_integer_tensors(tmp_path):
+    sd = official_state(SMALL)
+    sd['pos_embed1'] = sd['pos_embed1'].round().long()
+    with pytest.raises(CheckpointError,
+                       match=r'dtype mismatches.*pos_embeds\.0 torch\.int64'):
+        convert_official_state_dict(sd)
+
+
+def test_safetensors_round_trip(tmp_path, capsys):
+    src, dst = tmp_path / 'official.pth', tmp_path / 'soft.safetensors'
+    write_timm_checkpoint(src, SMALL)
+    code, _, err = run_main(SOFT2MM, capsys, src, dst)
+    assert code == 0, err
+    pth = load_official_checkpoint(str(src))['state_dict']
+    model = build_classifier(dict(
+        type='ImageClassifier',
+        backbone=dict(type='SOFT', arch=SMALL, init_cfg=None),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64)))
+    load_model_weights(model, str(dst))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, pth[key]), key
+    # mmengine's loaders (load_from, Pretrained, --resume) read it too.
+    loaded = CheckpointLoader.load_checkpoint(str(dst))
+    assert set(loaded) == set(pth)
+    # A format that contradicts the suffix is refused.
+    code, _, err = run_main(SOFT2MM, capsys, src, tmp_path / 'x.pth',
+                            '--format', 'safetensors')
+    assert code == 1 and '.safetensors' in err
+    assert not (tmp_path / 'x.pth').exists()

@@ -1,6 +1,7 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """demo/image_demo.py: top-k output, --show-dir, and bad inputs."""
 import os.path as osp
+import pickle
 import re
 
 import cv2
@@ -81,3 +82,32 @@ def test_bad_inputs(files, capsys, tmp_path):
         # One error line (other stderr lines may be library warnings).
         line, = [ln for ln in err.splitlines() if ln.startswith('error:')]
         assert name in line and re.search(match, line), line
+
+
+def test_demo_agrees_with_the_test_tool(files, capsys, tmp_path):
+    """The demo preprocesses as the config does (its data_preprocessor's
+    mean/std): on held-out digits written as PNG files it gives the labels
+    and scores that tools/test.py gives on the same images."""
+    from soft_mm.datasets import Digits
+    n = 12
+    dataset = Digits(split='test', indices=n)
+    pred_file = tmp_path / 'preds.pkl'
+    code, _, err = run_main(
+        load_script('tools/test.py'), capsys, CFG, files['ckpt'],
+        '--work-dir', tmp_path, '--out', pred_file, '--cfg-options',
+        f'test_dataloader.dataset.indices={n}')
+    assert code == 0, err
+    with open(pred_file, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == n
+    for i, pred in enumerate(preds):
+        png = tmp_path / f'digit_{i}.png'
+        cv2.imwrite(str(png), dataset.get_data_info(i)['img'])
+        code, out, err = run_main(DEMO, capsys, png, CFG, files['ckpt'],
+                                  '--topk', 1)
+        assert code == 0, err
+        (_, label, score), = re.findall(
+            r'1\. (\S+) \(label (\d)\): ([0-9.]+)', out)
+        assert int(label) == int(pred['pred_label'])
+        assert float(score) == pytest.approx(
+            float(pred['pred_score'][int(label)]), abs=1e-4)

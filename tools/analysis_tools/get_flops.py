@@ -23,7 +23,7 @@ from mmengine.config import DictAction
 
 from soft_mm.apis.complexity import DISTANCE, NEWTON, soft_flop_handles
 from soft_mm.apis.deploy import TensorForward
-from soft_mm.apis.inference import build_classifier, load_config
+from soft_mm.apis.inference import ConfigError, build_classifier, load_config
 from soft_mm.models.utils import SoftAttention
 
 
@@ -85,7 +85,11 @@ def count(model, shape):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    model = build_model(args.config, args.cfg_options)
+    try:
+        model = build_model(args.config, args.cfg_options)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     with torch.no_grad():
         analyzer, total, by_op = count(model, args.shape)
     n_params = sum(p.numel() for p in model.parameters())

@@ -22,6 +22,7 @@ import torch
 
 from soft_mm.apis.deploy import (add_export_arguments, max_abs_diff,
                                  prepare_export, report_export_check)
+from soft_mm.apis.inference import ConfigError
 from soft_mm.checkpoint import CheckpointError
 
 
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         module, dummy = prepare_export(args, args.output_file)
-    except (CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     export_onnx(module, dummy, args.output_file, args.opset,

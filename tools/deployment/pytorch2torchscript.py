@@ -25,6 +25,7 @@ import torch
 from soft_mm.apis.deploy import (add_export_arguments, max_abs_diff,
                                  newton_as_plain_ops, prepare_export,
                                  report_export_check)
+from soft_mm.apis.inference import ConfigError
 from soft_mm.checkpoint import CheckpointError
 
 
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
                                   'tmp.pt2')
     try:
         module, dummy = prepare_export(args, output)
-    except (CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     loaded = export_and_reload(module, dummy, output, args.method)

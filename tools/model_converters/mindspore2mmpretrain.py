@@ -11,13 +11,11 @@ whose backbone reproduces the port's numerics (no conv bias, tanh GELU
 everywhere, stage-4 LayerNorm eps 1e-7). fp16 tensors are widened to fp32.
 """
 import argparse
-import os
-import os.path as osp
 import sys
 
-import torch
-
-from soft_mm.checkpoint import CheckpointError, load_mindspore_checkpoint
+from soft_mm.checkpoint import (CHECKPOINT_FORMATS, CheckpointError,
+                                check_destination, load_mindspore_checkpoint,
+                                save_checkpoint_file)
 
 
 def parse_args(argv=None):
@@ -25,21 +23,29 @@ def parse_args(argv=None):
         description='Convert a MindSpore SOFT checkpoint to soft_mm '
         '(mmpretrain) format.')
     parser.add_argument('src', help='MindSpore .ckpt file')
-    parser.add_argument('dst', help='output .pth file')
+    parser.add_argument(
+        'dst', help='output file (.pth, or .safetensors: tensors only, no '
+        'pickle)')
+    parser.add_argument(
+        '--format', choices=sorted(CHECKPOINT_FORMATS),
+        help='output format (default: from the suffix of dst)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        check_destination(args.src, args.dst)
         ckpt = load_mindspore_checkpoint(args.src)
     except CheckpointError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     meta = ckpt['meta']
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(ckpt, args.dst)
+    try:
+        save_checkpoint_file(ckpt, args.dst, args.format)
+    except CheckpointError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     print(f'converted {len(ckpt["state_dict"])} tensors from {args.src} '
           f'(stored as {", ".join(meta["source_dtypes"])}; saved as '
           'float32); skipped '

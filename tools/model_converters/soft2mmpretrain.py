@@ -13,13 +13,11 @@ from the tensor shapes; plain SOFT vs SOFT-Norm is not visible in the keys,
 so say ``--norm`` for SOFT-Norm weights.
 """
 import argparse
-import os
-import os.path as osp
 import sys
 
-import torch
-
-from soft_mm.checkpoint import CheckpointError, load_official_checkpoint
+from soft_mm.checkpoint import (CHECKPOINT_FORMATS, CheckpointError,
+                                check_destination, load_official_checkpoint,
+                                save_checkpoint_file)
 
 
 def parse_args(argv=None):
@@ -27,7 +25,12 @@ def parse_args(argv=None):
         description='Convert an official SOFT checkpoint to soft_mm '
         '(mmpretrain) format.')
     parser.add_argument('src', help='official .pth / .pth.tar file')
-    parser.add_argument('dst', help='output .pth file')
+    parser.add_argument(
+        'dst', help='output file (.pth, or .safetensors: tensors only, no '
+        'pickle)')
+    parser.add_argument(
+        '--format', choices=sorted(CHECKPOINT_FORMATS),
+        help='output format (default: from the suffix of dst)')
     parser.add_argument(
         '--no-ema',
         action='store_true',
@@ -79,15 +82,18 @@ def config_hint(meta: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        check_destination(args.src, args.dst)
         ckpt = load_official_checkpoint(
             args.src, use_ema=not args.no_ema, attn_norm=args.norm)
     except CheckpointError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     meta = ckpt['meta']
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(ckpt, args.dst)
+    try:
+        save_checkpoint_file(ckpt, args.dst, args.format)
+    except CheckpointError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     print(f'read {len(ckpt["state_dict"])} tensors from '
           f'{meta["source_entry"]} of {args.src}')
     if meta['source_entry'] == 'state_dict' and not args.no_ema:
