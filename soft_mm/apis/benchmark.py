@@ -11,6 +11,13 @@ Peak memory is measured honestly on each device:
   fresh process (:func:`run_isolated`) so memory freed by an earlier one and
   kept by the C allocator cannot hide an allocation. Without
   ``clear_refs`` (non-Linux) the value is ``nan``.
+
+The machine's state is recorded with every benchmark, because on a shared
+CPU the times mean little without it: :func:`machine_info` (CPU model,
+``nproc``, torch version and threads), :func:`read_loadavg`,
+:func:`cpu_busy_seconds` (``/proc/stat``: CPU time of the whole machine, to
+tell how much of it other processes took during a measurement) and the rule
+:func:`busy_threshold`.
 """
 import gc
 import math
@@ -137,7 +144,8 @@ def measure(step: Callable[[], None],
 
     Returns:
         dict: ``time_s`` (fastest call: the least disturbed by other load
-        on a shared machine), ``mean_s`` and ``peak_bytes``.
+        on a shared machine), ``mean_s``, ``times_s`` (every timed call)
+        and ``peak_bytes``.
     """
     if iters < 1:
         raise ValueError(f'measure: iters must be >= 1, got {iters}')
@@ -154,7 +162,7 @@ def measure(step: Callable[[], None],
             synchronize(device)
             times.append(time.perf_counter() - start)
     return dict(
-        time_s=min(times), mean_s=sum(times) / len(times),
+        time_s=min(times), mean_s=sum(times) / len(times), times_s=times,
         peak_bytes=mem.peak_bytes)
 
 
@@ -174,14 +182,21 @@ _PRELOAD = ['torch', 'mmpretrain.models', 'soft_mm']
 def run_isolated(fn: Callable[..., dict],
                  timeout: Optional[float] = None,
                  **kwargs) -> tuple:
-    """Run ``fn(**kwargs)`` in a fresh child process.
+    """Run ``fn(**kwargs)`` in a new child process.
 
-    A fresh process per configuration makes CPU peak-RSS numbers
+    A new process per configuration makes CPU peak-RSS numbers
     independent of earlier configurations; a timeout bounds slow ones.
     Children come from a ``forkserver`` that imported torch, mmpretrain
     and soft_mm once: cheap to start, and safe (forking a process whose
     OpenMP pool already ran can deadlock). ``fn`` must be importable
     (module level) and its arguments picklable.
+
+    A forkserver child is a new process (own pid, memory and peak-RSS
+    mark; the server never runs a model, so nothing of an earlier child
+    carries over), but not a fresh interpreter: it inherits the server's
+    imported modules, so it cannot import soft_mm from another checkout.
+    ``tools/analysis_tools/benchmark.py`` therefore starts a ``python``
+    subprocess per measurement instead.
 
     Returns:
         tuple[str, dict | str]: ``('ok', result)``, or ``('oom' | 'error' |
@@ -199,7 +214,8 @@ def run_isolated(fn: Callable[..., dict],
             break
         except queue_mod.Empty:
             if not proc.is_alive():
-                status, value = 'error', f'child exited with code {proc.exitcode}'
+                status = 'error'
+                value = f'child exited with code {proc.exitcode}'
                 break
             if timeout is not None and time.monotonic() - start > timeout:
                 proc.kill()
@@ -216,21 +232,88 @@ def machine_name(device) -> str:
     device = torch.device(device)
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
+    return f'{_lscpu_model()}, {os.cpu_count()} logical CPUs'
+
+
+def _lscpu_model() -> str:
     try:
         out = subprocess.run(['lscpu'], capture_output=True, text=True,
                              check=True).stdout
-        model = next(ln.split(':', 1)[1].strip() for ln in out.splitlines()
-                     if ln.startswith('Model name'))
+        return next(ln.split(':', 1)[1].strip() for ln in out.splitlines()
+                    if ln.startswith('Model name'))
     except Exception:
-        model = platform.processor() or 'unknown CPU'
-    return f'{model}, {os.cpu_count()} logical CPUs'
+        return platform.processor() or 'unknown CPU'
 
 
-# ------------------------------------------------ models of tools/analysis_tools/benchmark.py
-# Kept here (importable) because configurations run in child processes.
+def usable_cpus() -> int:
+    """CPUs this process may run on (what ``nproc`` prints)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_info(device='cpu', threads: Optional[int] = None) -> Dict:
+    """What a benchmark's header records about the machine.
+
+    Returns:
+        dict: ``device``, ``cpu`` (model), ``nproc`` (usable CPUs),
+        ``cpu_count`` (logical CPUs), ``threads`` (torch intra-op threads
+        of the measurements), ``torch``, ``python``, ``gpu`` (CUDA only).
+    """
+    info = dict(
+        device=str(device), cpu=_lscpu_model(), nproc=usable_cpus(),
+        cpu_count=os.cpu_count(),
+        threads=threads if threads else torch.get_num_threads(),
+        torch=torch.__version__, python=platform.python_version())
+    if torch.device(device).type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def read_loadavg() -> tuple:
+    """``os.getloadavg()``: runnable (and uninterruptible) tasks averaged
+    over 1, 5 and 15 minutes; ``(nan, nan, nan)`` where unsupported."""
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return (math.nan, ) * 3
+
+
+def cpu_busy_seconds() -> float:
+    """CPU-seconds the whole machine spent busy since boot (``/proc/stat``:
+    user, nice, system, irq, softirq and steal, i.e. everything but idle
+    and iowait); ``nan`` where unreadable. The difference over an interval,
+    less the CPU time of one's own processes, is what others took."""
+    try:
+        with open('/proc/stat') as f:
+            fields = f.readline().split()
+        ticks = [int(v) for v in fields[1:]]
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    # user nice system idle iowait irq softirq steal (guest* are included
+    # in user/nice already).
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks))
+    return busy / os.sysconf('SC_CLK_TCK')
+
+
+def busy_threshold(nproc: int, threads: int) -> float:
+    """How much load from other processes a measurement tolerates.
+
+    Others may use at most half of the CPUs the measurement leaves free,
+    and at least half a CPU's worth of background noise is tolerated: on 2
+    CPUs with 2 threads that is 0.5, on 4 CPUs with 2 threads 1.0, on 16
+    CPUs with 2 threads 7.
+
+    Args:
+        nproc (int): Usable CPUs.
+        threads (int): CPU threads of the measurement.
+    """
+    return max(0.5, 0.5 * (nproc - threads))
 
 
 __all__ = [
     'PeakMemory', 'make_step', 'measure', 'run_isolated', 'machine_name',
-    'reset_cpu_peak', 'synchronize'
+    'machine_info', 'read_loadavg', 'cpu_busy_seconds', 'busy_threshold',
+    'usable_cpus', 'reset_cpu_peak', 'synchronize'
 ]

@@ -4,9 +4,9 @@
 With a GPU the compiled kernels run on CUDA tensors. Without one they run on
 CPU tensors through Triton's interpreter, which needs ``TRITON_INTERPRET=1``
 before triton is imported (``import soft_mm`` already imports it, through
-``torch._dynamo``), so in a plain ``pytest tests/test_ops`` this module skips
-itself and ``test_triton_interpreter.py`` runs it in a subprocess with the
-variable set; ``TRITON_INTERPRET=1 pytest tests/test_ops/test_triton.py``
+``torch._dynamo``), so in a plain ``pytest tests/test_ops`` this module is
+not collected (``conftest.py``) and ``test_triton_interpreter.py`` runs it
+in a subprocess with the variable set; ``TRITON_INTERPRET=1 pytest tests/test_ops/test_triton.py``
 runs it directly. Every kernel output is allocated NaN-filled
 (``SOFT_MM_TRITON_POISON``), so an element a kernel fails to write fails
 the comparison.
@@ -24,11 +24,8 @@ DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 if not triton_impl.triton_available():
     pytest.skip(f'triton not importable: {triton_impl.TRITON_ERROR}',
                 allow_module_level=True)
-if DEVICE == 'cpu' and not triton_impl._interpreter_ready():
-    pytest.skip(
-        'no GPU and triton not imported in interpreter mode: '
-        'test_triton_interpreter.py runs this module with TRITON_INTERPRET=1',
-        allow_module_level=True)
+assert DEVICE == 'cuda' or triton_impl._interpreter_ready(), \
+    'run with TRITON_INTERPRET=1 (conftest.py leaves this module out else)'
 
 HALF = [torch.float16, torch.bfloat16]
 # Relative error allowed against the float64 reference, per input dtype:

@@ -105,39 +105,174 @@ def test_measure_inference_and_training():
     assert model[0].weight.grad is not None
 
 
-def test_benchmark_cli_writes_csv_and_plot(tmp_path, capsys):
+def _bench_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+QUIET = dict(loadavg=lambda: (0.0, 0.0, 0.0), cpu_seconds=lambda: 0.0)
+
+
+def test_benchmark_interleaves_rounds_in_fresh_processes(tmp_path, capsys):
+    """The protocol end to end on two torch-only toy models (no timing
+    asserted): A B A B, one process per measurement, min/median/max."""
     tool = load_tool('benchmark')
     code = tool.main([
-        '--models', 'soft-tiny', 'soft-tiny-grid7', '--sizes', '64x96',
-        '--iters', '1', '--warmup', '0', '--timeout', '120', '--out-dir',
-        str(tmp_path)
-    ])
+        '--models', 'toy', 'toy-wide', '--sizes', '32', '--batch-sizes', '1',
+        '--passes', 'train', '--rounds', '2', '--iters', '2', '--warmup', '1',
+        '--out-dir', str(tmp_path)
+    ], **QUIET)
     out = capsys.readouterr().out
     assert code == 0, out
-    with open(tmp_path / 'benchmark_cls.csv') as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 2  # models x passes
+    rows = _bench_rows(tmp_path / 'benchmark_cls.csv')
+    assert [(r['round'], r['model']) for r in rows] == [
+        ('1', 'toy'), ('1', 'toy-wide'), ('2', 'toy'), ('2', 'toy-wide')]
     assert all(r['status'] == 'ok' for r in rows), rows
-    assert all(float(r['img_per_s']) > 0 and float(r['peak_mem_MiB']) >= 0
-               for r in rows)
-    assert {r['params_M'] for r in rows} == {'13.069'}
-    assert 'ratios to soft-tiny' in out and 'soft-tiny-grid7' in out
-    assert (tmp_path / 'benchmark_cls.png').stat().st_size > 10_000
+    for r in rows:
+        iters = [float(t) for t in r['iter_ms'].split(';')]
+        assert len(iters) == 2 and float(r['time_ms']) > 0
+        assert float(r['peak_mem_MiB']) >= 0 and r['threads'] == '2'
+        assert r['busy'] == ''  # the faked quiet machine
+    assert 'WARNING' not in out
     table = (tmp_path / 'benchmark_cls.md').read_text()
-    assert table.count('| soft-tiny-grid7 |') == 2 and '1.00x' in table
+    line, = [ln for ln in table.splitlines() if ln.startswith('| toy-wide')]
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    lo, med, hi = (float(c) for c in cells[1:4])
+    assert lo <= med <= hi and cells[9] == '2/2'
+    base, = [ln for ln in table.splitlines() if ln.startswith('| toy |')]
+    assert '| 1.00x |' in base  # the first model is the baseline here
+    for text in (out, table):
+        assert f'nproc {len(os.sched_getaffinity(0))} ' in text
+        assert torch.__version__ in text and '2 threads' in text
+    header = __import__('json').loads(
+        (tmp_path / 'benchmark_cls.json').read_text())['header']
+    assert header['threads'] == 2 and len(header['load_before']) == 3
+    assert {d['label'] for d in header['loads']} >= {
+        'before the run', 'round 2 start', 'after the run'}
 
 
-def test_benchmark_records_failures(tmp_path, capsys):
+def test_benchmark_warns_loudly_when_busy(tmp_path, capsys):
     tool = load_tool('benchmark')
     code = tool.main([
-        '--mode', 'backbone', '--models', 'deit-tiny', '--sizes', '64',
-        '--passes', 'infer', '--skip', 'deit-tiny@64x64@train', '--out-dir',
-        str(tmp_path)
-    ])
+        '--models', 'toy', '--sizes', '32', '--passes', 'infer', '--rounds',
+        '1', '--iters', '1', '--warmup', '0', '--out-dir', str(tmp_path)
+    ], loadavg=lambda: (9.0, 8.0, 7.0), cpu_seconds=lambda: 0.0)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert 'WARNING: THE MACHINE WAS BUSY' in out
+    assert 'before the run: 1-min load average 9.00' in out
+    assert 'WARNING: THE MACHINE WAS BUSY' in (
+        tmp_path / 'benchmark_cls.md').read_text()
+    row, = _bench_rows(tmp_path / 'benchmark_cls.csv')
+    assert row['busy'] == 'yes' and row['load1_start'] == '9.0'
+
+
+def test_busy_rule_and_load_monitor():
+    from soft_mm.apis.benchmark import busy_threshold
+    tool = load_tool('benchmark')
+    assert busy_threshold(2, 2) == 0.5 and busy_threshold(4, 2) == 1.0
+    assert busy_threshold(16, 2) == 7.0 and busy_threshold(1, 4) == 0.5
+    mon = tool.LoadMonitor(2, 2, loadavg=lambda: (2.3, 1.0, 1.0))
+    assert mon.read('during', own=2) == (2.3, False)  # 0.3 is others'
+    assert mon.read('before')[1] is True and len(mon.warnings) == 1
+    assert mon.others_busy('x', 0.2) is False
+    assert mon.others_busy('x', 0.9) is True
+    mon = tool.LoadMonitor(2, 2, threshold=5, loadavg=lambda: (4, 4, 4))
+    assert mon.read('before') == (4.0, False)
+
+
+def test_benchmark_before_root_imports_that_checkout(tmp_path, capsys):
+    """*-before models import soft_mm from --before-root in their own
+    process (here the current tree itself, so that nothing is built)."""
+    tool = load_tool('benchmark')
+    code = tool.main([
+        '--models', 'soft-tiny-before', '--sizes', '32', '--passes', 'infer',
+        '--rounds', '1', '--iters', '1', '--warmup', '0', '--before-root',
+        ROOT, '--out-dir', str(tmp_path)
+    ], **QUIET)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row, = _bench_rows(tmp_path / 'benchmark_cls.csv')
+    assert row['status'] == 'ok', row
+    assert row['params_M'] == '13.069'
+    assert 'soft op: auto -> ' in row['note']
+    assert 'soft_mm of --before-root' in row['note']
+
+
+def test_benchmark_child_refuses_the_wrong_soft_mm(tmp_path):
+    """The check behind --before-root: a measurement whose soft_mm does not
+    come from the root it was given (here a root without one, so the
+    installed soft_mm is found instead) is an error naming both."""
+    from soft_mm.apis import benchmark_models as bm
+    cfg = dict(name='soft-tiny', mode='cls', size=[32, 32], batch=1,
+               pass_='infer', precision='fp32', compile_='off', device='cpu',
+               iters=1, warmup=0, threads=1, soft_root=str(tmp_path))
+    proc = subprocess.run(bm.child_command(cfg), capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path),
+                          env=bm.child_env(1))
+    result = bm.parse_child_output(proc.stdout)
+    assert result is not None, proc.stderr[-2000:]
+    assert result['status'] == 'error'
+    assert 'imported soft_mm from' in result['note']
+    assert osp.realpath(str(tmp_path)) in result['note']
+
+
+def test_benchmark_records_failures_and_skips(tmp_path, capsys):
+    tool = load_tool('benchmark')
+    code = tool.main([
+        '--mode', 'backbone', '--models', 'deit-tiny', 'toy', '--sizes', '32',
+        '--passes', 'infer', '--rounds', '2', '--skip', 'toy@32x32',
+        '--out-dir', str(tmp_path)
+    ], **QUIET)
     assert code == 1  # nothing ran
-    with open(tmp_path / 'benchmark_backbone.csv') as f:
-        row, = list(csv.DictReader(f))
-    assert row['status'] == 'skipped' and 'feature pyramid' in row['note']
+    rows = _bench_rows(tmp_path / 'benchmark_backbone.csv')
+    # Round 1 says why; no process was started and no row repeats it.
+    assert [(r['model'], r['status']) for r in rows] == [
+        ('deit-tiny', 'skipped'), ('toy', 'skipped')]
+    assert 'feature pyramid' in rows[0]['note'] and rows[1]['note'] == '--skip'
+    assert rows[0]['wall_s'] == ''
+
+
+def test_benchmark_preset_and_pvt_without_timm(tmp_path):
+    tool = load_tool('benchmark')
+    args = tool.parse_args(['--models', 'deit-tiny', 'pvt-v2-b1'])
+    # The three tables of issue 13, reduced to the selected models.
+    assert [(c['pass_'], c['size'], c['batch']) for c in args.cases] == [
+        ('train', (224, 224), 8), ('infer', (224, 224), 8),
+        ('train', (1024, 1024), 1)]
+    assert all(c['models'] == ('pvt-v2-b1', 'deit-tiny') for c in args.cases)
+    assert args.threads == 2 and args.device == 'cpu'
+    args = tool.parse_args([])
+    assert args.cases[0]['models'][0] == 'soft-tiny'
+    assert args.cases[2]['models'][0] == 'soft-tiny-grid7'
+    assert len(tool.parse_args(['--compile', 'off', 'on']).cases) == 6
+    from soft_mm.apis.benchmark_models import static_skip
+    import importlib.util
+    if importlib.util.find_spec('timm') is None:
+        assert static_skip('pvt-v2-b1', 'cls') == 'timm not installed'
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--rounds', '0'], '--rounds'),
+    (['--iters', '0'], '--iters'),
+    (['--warmup', '-1'], '--warmup'),
+    (['--compile', 'on', '--warmup', '0'], 'needs --warmup >= 1'),
+    (['--models', 'soft-tiny-before'], 'need --before-root'),
+    (['--before-root', '/nonexistent'], 'no soft_mm/__init__.py'),
+    (['--batch-sizes', '2'], 'apply with --sizes only'),
+    (['--models', 'swin-t'], 'in the preset tables'),
+    (['--models', 'toy', '--sizes', '32', '--baseline', 'deit-tiny'],
+     'not among the models'),
+    (['--sizes', '0x4'], 'use N or HxW'),
+    (['--busy-load', '-1'], '--busy-load'),
+    (['--device', 'potato'], 'not a device'),
+])
+def test_benchmark_bad_arguments(argv, message, capsys):
+    tool = load_tool('benchmark')
+    with pytest.raises(SystemExit) as exc:
+        tool.parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(
@@ -159,9 +294,10 @@ def test_benchmark_ops_prints_both_tables():
     assert len(attention) == 12 and len(newton) == 5, out
     for row in attention:
         cells = [c.strip() for c in row.strip('|').split('|')]
-        assert len(cells) == 13, row
+        # size stage B h n m pass | 2 x ms | 2 x MiB | 2 ratios | fused err
+        assert len(cells) == 14, row
         fused_ms, ref_ms = float(cells[7]), float(cells[8])
-        assert fused_ms > 0 and ref_ms > 0
+        assert fused_ms > 0 and ref_ms > 0 and float(cells[13]) < 1e-3
         assert float(cells[11].rstrip('x')) == pytest.approx(
             ref_ms / fused_ms, rel=0.02, abs=0.011)
     for row in newton:

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..reference import NEWTON_ITERS, NEWTON_RIDGE
+from ..reference import NEWTON_ITERS, NEWTON_RIDGE, gaussian_kernel
 
 #: Why Triton is unusable (None: usable, or not tried yet; see
 #: :func:`triton_available`).
@@ -125,7 +125,6 @@ def triton_works(device_type: str) -> bool:
     if device_type not in triton_device_types():
         return False
     if device_type not in _works:
-        from ..reference import gaussian_kernel
         try:
             x = torch.linspace(-1, 1, 3 * 20 * 8, device=device_type)
             x = x.view(3, 20, 8)

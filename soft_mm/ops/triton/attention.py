@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..checks import check_attention_inputs, check_newton_iters
 from ..reference import (NEWTON_ALPHA_SCALE, NEWTON_RIDGE, compute_dtype,
                          pairwise_sq_dist)
 from .gaussian import gaussian_kernel_op, gaussian_tile
@@ -397,7 +398,6 @@ def _attention_composed(q: Tensor, landmarks: Tensor, v: Tensor, iters: int,
 def soft_attention_triton(q: Tensor, landmarks: Tensor, v: Tensor,
                           newton_iters: int, norm: bool) -> Tensor:
     """See :func:`soft_mm.ops.triton.soft_attention_triton`."""
-    from ..checks import check_attention_inputs, check_newton_iters
     check_attention_inputs(q, landmarks, v)
     check_newton_iters(newton_iters)
     why = unsupported_reason(q, landmarks, v)
