@@ -114,6 +114,17 @@ def soft_attention(q: Tensor,
     if chosen == 'ext':
         return ext.soft_attention_fused(q, landmarks, v, newton_iters, norm)
     if chosen == 'triton':
-        return triton_impl.soft_attention_triton(q, landmarks, v,
-                                                 newton_iters, norm)
+        if impl != 'auto':
+            return triton_impl.soft_attention_triton(q, landmarks, v,
+                                                     newton_iters, norm)
+        try:
+            return triton_impl.soft_attention_triton(q, landmarks, v,
+                                                     newton_iters, norm)
+        except triton_impl.compile_errors() as e:
+            # A shape the self-check did not cover cannot compile or does
+            # not fit the device: 'auto' falls back for good, once warned.
+            # (Forward only: a backward that fails has no fallback here.)
+            triton_impl.disable(q.device.type, f'{type(e).__name__}: {e}')
+            return soft_attention(q, landmarks, v, newton_iters=newton_iters,
+                                  norm=norm, impl=impl)
     return soft_attention_reference(q, landmarks, v, newton_iters, norm)

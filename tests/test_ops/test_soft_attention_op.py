@@ -599,3 +599,34 @@ def test_op_level_errors():
         ops.newton_inverse(torch.randn(2, 3, 4), 20, 0.01)
     with pytest.raises(RuntimeError, match='iters must be >= 0'):
         ops.newton_inverse(torch.randn(2, 3, 3), -1, 0.01)
+
+
+def test_auto_falls_back_when_a_triton_launch_fails(monkeypatch):
+    """A Triton kernel that cannot compile at some shape (after the
+    self-check passed) must not reach the user under impl='auto'."""
+    from soft_mm.ops import attention as attention_module
+    from soft_mm.ops import triton as triton_impl
+
+    class FakeCompileError(Exception):
+        pass
+
+    def failing_kernel(*args):
+        raise FakeCompileError('out of shared memory')
+
+    monkeypatch.setattr(triton_impl, '_works', {})
+    monkeypatch.setattr(triton_impl, 'compile_errors',
+                        lambda: (FakeCompileError, ))
+    monkeypatch.setattr(triton_impl, 'soft_attention_triton', failing_kernel)
+    monkeypatch.setattr(
+        attention_module, 'resolve_impl', lambda impl, dev, dtype=None:
+        'triton' if triton_impl._works.get(dev, True) else 'reference')
+    q = torch.randn(1, 2, 9, 4, dtype=torch.float64)
+    lm, v = q[:, :, :3], torch.randn(1, 2, 9, 5, dtype=torch.float64)
+    with pytest.warns(UserWarning, match='out of shared memory'):
+        out = soft_attention(q, lm, v, impl='auto')
+    torch.testing.assert_close(out, soft_attention_reference(q, lm, v))
+    assert triton_impl._works == {'cpu': False}
+    # An explicit impl='triton' raises instead of falling back.
+    monkeypatch.setattr(triton_impl, '_works', {})
+    with pytest.raises(FakeCompileError):
+        soft_attention(q, lm, v, impl='triton')

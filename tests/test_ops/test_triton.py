@@ -320,3 +320,25 @@ def test_auto_choice(monkeypatch):
     assert resolve_impl('cuda', 'cuda', torch.float32) == 'ext'
     monkeypatch.setattr(triton_impl, 'triton_works', lambda dev: False)
     assert resolve_impl('auto', 'cuda', torch.float32) == 'ext'
+
+
+def test_triton_works_self_check(monkeypatch):
+    """The self-check behind 'auto' passes from inside an autocast no_grad
+    region (a TF32 / half reference or a disabled autograd must not fail
+    it), and a kernel that raises makes it False with one warning."""
+    import warnings
+    monkeypatch.setattr(triton_impl, '_works', {})
+    amp = torch.bfloat16 if DEVICE == 'cpu' else torch.float16
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with torch.no_grad(), torch.autocast(DEVICE, dtype=amp):
+            assert triton_impl.triton_works(DEVICE)
+    monkeypatch.setattr(triton_impl, '_works', {})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('simulated compile failure')
+
+    monkeypatch.setattr(triton_impl, 'gaussian_kernel_triton', broken)
+    with pytest.warns(UserWarning, match='simulated compile failure'):
+        assert not triton_impl.triton_works(DEVICE)
+    assert not triton_impl.triton_works(DEVICE)  # cached, no second warning

@@ -16,7 +16,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..reference import NEWTON_ITERS, NEWTON_RIDGE, gaussian_kernel
+from ..reference import (NEWTON_ITERS, NEWTON_RIDGE, gaussian_kernel,
+                         soft_attention_reference)
 
 #: Why Triton is unusable (None: usable, or not tried yet; see
 #: :func:`triton_available`).
@@ -109,12 +110,66 @@ def require(device_type: str) -> None:
             f'{device_type} tensors (usable here: {triton_device_types()})')
 
 
-def triton_works(device_type: str) -> bool:
-    """Whether the Triton kernels run correctly on ``device_type``.
+def _max_rel_err(got, want) -> float:
+    got, want = got.detach().double().cpu(), want.detach().double()
+    scale = want.abs().max().clamp_min(1e-30)
+    return ((got - want).abs().max() / scale).item()
 
-    Checked once per device type by one small Gaussian kernel against the
-    reference, so that ``impl='auto'`` falls back (with one warning) on a
-    GPU that Triton cannot compile for instead of failing in a model.
+
+def _self_check(device_type: str) -> str:
+    """Run every kernel that ``impl='auto'`` may launch, forward and
+    backward, on small float32 problems (one compile each) and compare with
+    the float64 reference on the CPU. Returns '' or what went wrong.
+
+    Covered: the fused attention kernels (context, landmark with SOFT-Norm,
+    output, gradient: the path of m <= 64) and both Gaussian kernels (the
+    paths of m > 64). Larger blocks, other head dims and half-precision
+    pointers are further specialisations of the same code, compiled ahead of
+    time by ``tools/gpu/compile_triton.py``.
+    """
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape, scale=0.3):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+
+    def grads(fn, inputs, grad, dev, dtype):
+        inputs = [t.to(dev, dtype).requires_grad_() for t in inputs]
+        out = fn(*inputs)
+        got = torch.autograd.grad(out, inputs, grad.to(dev, out.dtype))
+        return [out] + list(got)
+
+    q, lm = randn(1, 2, 40, 16), randn(1, 2, 7, 16)
+    v = randn(1, 2, 40, 16, scale=1)
+    x, y = randn(3, 20, 8, scale=1), randn(3, 7, 8, scale=1)
+    checks = [
+        ('attention', lambda *t: soft_attention_triton(*t, norm=True),
+         lambda *t: soft_attention_reference(*t, norm=True), [q, lm, v],
+         randn(1, 2, 40, 16, scale=1)),
+        ('gaussian_kernel', gaussian_kernel_triton, gaussian_kernel, [x, y],
+         randn(3, 20, 7, scale=1)),
+    ]
+    for name, fn, ref_fn, inputs, grad in checks:
+        got = grads(fn, inputs, grad, device_type, torch.float32)
+        want = grads(ref_fn, inputs, grad, 'cpu', torch.float64)
+        for what, a, b in zip(['output'] + [f'grad {i}' for i in
+                                            range(len(inputs))], got, want):
+            err = _max_rel_err(a, b)
+            if not err < 1e-3:  # also catches NaN
+                return f'{name}: {what} off by {err:.3g} (relative)'
+    return ''
+
+
+def triton_works(device_type: str) -> bool:
+    """Whether the Triton kernels compile and run correctly on
+    ``device_type``.
+
+    Checked once per device type (see :func:`_self_check`: every kernel
+    ``'auto'`` may launch, forward and backward), so that ``impl='auto'``
+    falls back, with one warning, on a GPU, driver or Triton version that
+    cannot compile or run them instead of failing in a model. The check
+    runs with autocast off and gradients on whatever the caller's mode (the
+    first call typically comes from an AMP or ``no_grad`` forward), against
+    a float64 reference on the CPU (a TF32 reference would fail it).
 
     Args:
         device_type (str): ``device.type``.
@@ -126,20 +181,40 @@ def triton_works(device_type: str) -> bool:
         return False
     if device_type not in _works:
         try:
-            x = torch.linspace(-1, 1, 3 * 20 * 8, device=device_type)
-            x = x.view(3, 20, 8)
-            got = gaussian_kernel_triton(x, x[:, :7])
-            ok = torch.allclose(got, gaussian_kernel(x, x[:, :7]),
-                                atol=1e-5)
-            why = 'wrong results' if not ok else ''
+            with torch.inference_mode(False), torch.enable_grad(), \
+                    torch.autocast(device_type, enabled=False), \
+                    torch.autocast('cpu', enabled=False):
+                why = _self_check(device_type)
         except Exception as e:  # compiler / driver errors of any kind
-            ok, why = False, f'{type(e).__name__}: {e}'
-        if not ok:
+            why = f'{type(e).__name__}: {e}'
+        if why:
             warnings.warn(f'soft_attention: the Triton kernels fail on '
-                          f'{device_type} ({why[:300]}); impl=\'auto\' uses '
+                          f'{device_type} ({why[:500]}); impl=\'auto\' uses '
                           'the C++ kernels (or the reference) instead')
-        _works[device_type] = ok
+        _works[device_type] = not why
     return _works[device_type]
+
+
+def compile_errors() -> tuple:
+    """Exception types of a kernel that cannot be compiled or launched
+    (compiler errors, resources beyond the device's); empty without
+    triton."""
+    if not triton_available() or TRITON_ERROR:
+        return ()
+    from triton.compiler.errors import CompilationError
+    from triton.runtime.errors import OutOfResources
+    return (CompilationError, OutOfResources)
+
+
+def disable(device_type: str, why: str) -> None:
+    """Stop ``impl='auto'`` choosing Triton on ``device_type`` (after a
+    launch failed at a shape the self-check did not cover), with one
+    warning."""
+    if _works.get(device_type, True):
+        warnings.warn(f'soft_attention: a Triton kernel failed on '
+                      f'{device_type} ({why[:500]}); impl=\'auto\' uses the '
+                      'C++ kernels (or the reference) from now on')
+    _works[device_type] = False
 
 
 def unsupported_reason(q: Tensor, landmarks: Tensor,
@@ -199,6 +274,7 @@ def newton_inverse_triton(mat: Tensor,
 __all__ = [
     'TRITON_ERROR', 'triton_available', 'triton_device_types',
     'interpreting', 'require', 'triton_works', 'unsupported_reason',
+    'compile_errors', 'disable',
     'soft_attention_triton', 'gaussian_kernel_triton',
     'newton_inverse_triton'
 ]

@@ -15,9 +15,11 @@ kernel again), the m x m algebra in PyTorch, then ``_grad_kernel`` forms
 ``dA = G M^T + V dC^T`` and ``E = dA * A`` per tile and writes ``dQ``, ``dV``
 and partial ``dL``. The reference composition (``soft_attention_reference``)
 writes and reads the n x m ``A`` several times; here only n x d and n x e
-tensors cross memory. Above ``FUSED_MAX_M`` landmarks a tile of ``A`` with all
-of them no longer fits on chip and the op is composed from the Triton
-Gaussian kernel, the Newton op and GEMMs (with ``A`` in memory).
+tensors cross memory. Above ``FUSED_MAX_M`` landmarks (or where head dims
+and dtype make even a 16-row tile overflow the GPU's shared memory, see
+``_meta``) a tile of ``A`` with all of them no longer fits on chip and the
+op is composed from the Triton Gaussian kernel, the Newton op and GEMMs
+(with ``A`` in memory).
 """
 from typing import Optional
 
@@ -30,9 +32,11 @@ from ..checks import check_attention_inputs, check_newton_iters
 from ..reference import (NEWTON_ALPHA_SCALE, NEWTON_RIDGE, compute_dtype,
                          pairwise_sq_dist)
 from .gaussian import gaussian_kernel_op, gaussian_tile
-from .newton import (NEWTON_ONCHIP_MAX_M, inverse_backward, newton_batched,
-                     newton_inverse_op, newton_onchip)
-from .utils import block, new_output, num_splits, split_scalar, tl_dtype
+from .newton import (NEWTON_ONCHIP_MAX_M, div_rn, inverse_backward,
+                     newton_batched, newton_inverse_op, newton_onchip)
+from .utils import (block, check_int32_offsets, device_guard, fit_tile,
+                    new_output, num_splits, shared_limit, split_scalar,
+                    tl_dtype)
 
 #: Most landmarks the fused n-side kernels hold per tile of A.
 FUSED_MAX_M = 128
@@ -114,7 +118,7 @@ def _landmark_kernel(l_ptr, c_ptr, kll_ptr, inv_ptr, mctx_ptr, m, d, e, H,
             root = tl.sqrt(row_sum)
         else:
             root = tl.sqrt_rn(row_sum)
-        s = tl.where(mask_m, 1 / root, 0)
+        s = tl.where(mask_m, div_rn(1.0, root, CDT), 0)
         w = s[:, None] * inv * s[None, :]
     else:
         w = inv
@@ -208,20 +212,64 @@ def unsupported_reason(q: Tensor, landmarks: Tensor,
     return None
 
 
-def _meta(dtype, m, d, e, device):
-    block_m = block(m)
-    # On the GPU 64 x 64 tiles of A (32 x 128 above 64 landmarks) keep the
-    # registers in check; the interpreter runs whole blocks as numpy
-    # arrays, so larger ones mean fewer (slow) Python-level programs.
-    block_n = 64 if block_m <= 64 else 32
-    if device.type != 'cuda':
-        block_n *= 4
-    return dict(
-        CDT=tl_dtype(dtype),
-        BLOCK_N=block_n,
-        BLOCK_M=block_m,
-        BLOCK_D=block(d),
-        BLOCK_E=block(e))
+def _meta(dtype, m, d, e, device) -> Optional[dict]:
+    """Launch configuration of the n-side kernels, or None where no tile of
+    ``A`` with all ``m`` landmarks fits the device's shared memory (then
+    the op is composed from the Gaussian kernels and GEMMs)."""
+    block_m, block_d, block_e = block(m), block(d), block(e)
+    meta = dict(CDT=tl_dtype(dtype), BLOCK_M=block_m, BLOCK_D=block_d,
+                BLOCK_E=block_e)
+    limit = shared_limit(device)
+    if limit is None:
+        # The interpreter runs whole blocks as numpy arrays: larger ones
+        # mean fewer (slow) Python-level programs.
+        meta['BLOCK_N'] = 256 if block_m <= 64 else 128
+        return meta
+    size = dtype.itemsize
+    cols = block_d + 2 * block_e
+
+    def footprint(block_n, stages):
+        # _grad_kernel, the largest: L, M, dC (m rows), Q, G, V (n rows,
+        # in flight), two n x m tiles. Calibrated on sm_90 (upper bound).
+        return size * (block_m * cols + block_n * cols * stages +
+                       2 * block_n * block_m)
+
+    # 64 x 64 tiles of A (32 x 128 above 64 landmarks) keep the registers
+    # in check; 8 warps for the big ones halve the spills of the FMA dots.
+    fit = fit_tile(footprint, limit, (64, 32, 16) if block_m <= 64 else
+                   (32, 16))
+    if fit is None:
+        return None
+    meta.update(BLOCK_N=fit[0], num_stages=fit[1],
+                num_warps=8 if block_m * fit[0] >= 64 * 64 else 4)
+    return meta
+
+
+def _landmark_meta(dtype, m, d, e, device) -> Optional[dict]:
+    """Configuration of the on-chip landmark kernel, or None where it does
+    not apply (m > 64) or its m x m matrices would overflow shared memory
+    (then: the Gaussian kernel and batched GEMMs)."""
+    if m > NEWTON_ONCHIP_MAX_M:
+        return None
+    block_m, block_d, block_e = block(m), block(d), block(e)
+    meta = dict(CDT=tl_dtype(dtype), BLOCK_M=block_m, BLOCK_D=block_d,
+                BLOCK_E=block_e)
+    limit = shared_limit(device)
+    if limit is None:
+        return meta
+    # L, C, and the Newton step's operands (V, P, VP, W).
+    if dtype.itemsize * block_m * (block_d + block_e + 4 * block_m) > \
+            0.9 * limit:
+        return None
+    meta['num_warps'] = 8 if block_m >= 64 else 4
+    return meta
+
+
+def fused_supported(q: Tensor, landmarks: Tensor, v: Tensor) -> bool:
+    """Whether the fused kernels take these shapes (else: composed)."""
+    return landmarks.shape[2] <= FUSED_MAX_M and _meta(
+        compute_dtype(q, landmarks, v), landmarks.shape[2], q.shape[3],
+        v.shape[3], q.device) is not None
 
 
 def _a_transpose_times(x: Tensor, q: Tensor, landmarks: Tensor, dtype,
@@ -254,6 +302,12 @@ def attention_forward_op(q: Tensor, landmarks: Tensor, v: Tensor, iters: int,
     """Returns ``(out, V, B, C)``: the output in ``v``'s dtype, and the
     Newton iterate, the landmark kernel and ``A^T V`` (compute dtype) that
     the backward needs."""
+    check_int32_offsets('soft_attention', q, landmarks, v, lead=2)
+    with device_guard(q.device):
+        return _attention_forward(q, landmarks, v, iters, norm)
+
+
+def _attention_forward(q, landmarks, v, iters, norm):
     dtype = compute_dtype(q, landmarks, v)
     bsz, heads, n, d = q.shape
     m, e = landmarks.shape[2], v.shape[3]
@@ -267,13 +321,12 @@ def attention_forward_op(q: Tensor, landmarks: Tensor, v: Tensor, iters: int,
     if bh == 0:
         return out, inv, kernel_ll, mctx
     context = _a_transpose_times(v, q, landmarks, dtype, meta)
-    if m <= NEWTON_ONCHIP_MAX_M:
+    lm_meta = _landmark_meta(dtype, m, d, e, dev)
+    if lm_meta is not None:
         _landmark_kernel[(bh, )](
             landmarks, context, kernel_ll, inv, mctx, m, d, e, heads, iters,
             *split_scalar(NEWTON_ALPHA_SCALE), *split_scalar(NEWTON_RIDGE),
-            *landmarks.stride(), NORM=norm, CDT=meta['CDT'],
-            BLOCK_M=meta['BLOCK_M'], BLOCK_D=meta['BLOCK_D'],
-            BLOCK_E=meta['BLOCK_E'])
+            *landmarks.stride(), NORM=norm, **lm_meta)
     else:
         with torch.autocast(dev.type, enabled=False):
             lm3 = landmarks.reshape(bh, m, d)
@@ -304,6 +357,14 @@ def attention_backward_op(grad: Tensor, q: Tensor, landmarks: Tensor,
                           context: Tensor,
                           norm: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients w.r.t. ``q``, ``landmarks``, ``v`` in their dtypes."""
+    check_int32_offsets('soft_attention', grad, q, landmarks, v, lead=2)
+    with device_guard(q.device):
+        return _attention_backward(grad, q, landmarks, v, inv, kernel_ll,
+                                   context, norm)
+
+
+def _attention_backward(grad, q, landmarks, v, inv, kernel_ll, context,
+                        norm):
     dtype = kernel_ll.dtype
     bsz, heads, n, d = q.shape
     m, e = landmarks.shape[2], v.shape[3]
@@ -403,6 +464,6 @@ def soft_attention_triton(q: Tensor, landmarks: Tensor, v: Tensor,
     why = unsupported_reason(q, landmarks, v)
     if why:
         raise ValueError(f"soft_attention: impl='triton': {why}")
-    if landmarks.shape[2] > FUSED_MAX_M:
+    if not fused_supported(q, landmarks, v):
         return _attention_composed(q, landmarks, v, newton_iters, norm)
     return attention_forward_op(q, landmarks, v, newton_iters, bool(norm))[0]

@@ -7,10 +7,31 @@ import triton.language as tl
 from torch import Tensor
 
 from ..reference import compute_dtype
-from .utils import block, new_output, tl_dtype
+from .utils import (block, check_int32_offsets, device_guard, fit_tile,
+                    new_output, shared_limit, tl_dtype)
 
 BLOCK_N = 64
 BLOCK_M = 64
+
+
+def _meta(dtype: torch.dtype, d: int, device: torch.device) -> dict:
+    """Launch configuration: 64 x 64 tiles, smaller (and fewer pipeline
+    stages) where the head dim and dtype would overflow shared memory."""
+    block_d = block(d)
+    meta = dict(CDT=tl_dtype(dtype), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M,
+                BLOCK_D=block_d)
+    limit = shared_limit(device)
+    if limit is None:
+        return meta
+    size = dtype.itemsize
+
+    def footprint(blk, stages):  # the backward's: x, y in flight, 3 tiles
+        return size * (3 * blk * blk + block_d * blk * (1 + max(stages - 1,
+                                                                1)))
+
+    blk, stages = fit_tile(footprint, limit, (64, 32, 16)) or (16, 1)
+    meta.update(BLOCK_N=blk, BLOCK_M=blk, num_stages=stages)
+    return meta
 
 
 @triton.jit
@@ -113,12 +134,15 @@ def gaussian_kernel_op(x: Tensor, y: Tensor) -> Tensor:
     nb, n, d = x.shape
     m = y.shape[1]
     out = new_output((nb, n, m), dtype, x.device)
+    check_int32_offsets('gaussian_kernel_triton', x, y, out)
     if out.numel():
-        grid = (nb, triton.cdiv(n, BLOCK_N), triton.cdiv(m, BLOCK_M))
-        _gaussian_fwd_kernel[grid](
-            x, y, out, n, m, d, *x.stride(), *y.stride(), *out.stride(),
-            CDT=tl_dtype(dtype), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M,
-            BLOCK_D=block(d))
+        meta = _meta(dtype, d, x.device)
+        grid = (nb, triton.cdiv(n, meta['BLOCK_N']),
+                triton.cdiv(m, meta['BLOCK_M']))
+        with device_guard(x.device):
+            _gaussian_fwd_kernel[grid](
+                x, y, out, n, m, d, *x.stride(), *y.stride(), *out.stride(),
+                **meta)
     return out
 
 
@@ -138,18 +162,20 @@ def gaussian_kernel_backward_op(grad: Tensor, x: Tensor,
     m = y.shape[1]
     gx = new_output(x.shape, dtype, x.device)
     gy = new_output(y.shape, dtype, y.device)
-    meta = dict(CDT=tl_dtype(dtype), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M,
-                BLOCK_D=block(d))
+    meta = _meta(dtype, d, x.device)
+    block_n = meta['BLOCK_N']
     sg = grad.stride()
-    if nb and n:
-        _gaussian_bwd_kernel[(nb, triton.cdiv(n, BLOCK_N))](
-            grad, x, y, gx, n, m, d, sg[0], sg[1], sg[2], *x.stride(),
-            *y.stride(), **meta)
-    if nb and m:
-        # The same kernel on the transposed problem: E^T x - colsum(E) y.
-        _gaussian_bwd_kernel[(nb, triton.cdiv(m, BLOCK_N))](
-            grad, y, x, gy, m, n, d, sg[0], sg[2], sg[1], *y.stride(),
-            *x.stride(), **meta)
+    check_int32_offsets('gaussian_kernel_triton', grad, x, y, gx, gy)
+    with device_guard(x.device):
+        if nb and n:
+            _gaussian_bwd_kernel[(nb, triton.cdiv(n, block_n))](
+                grad, x, y, gx, n, m, d, sg[0], sg[1], sg[2], *x.stride(),
+                *y.stride(), **meta)
+        if nb and m:
+            # The same kernel on the transposed problem: E^T x - colsum(E) y.
+            _gaussian_bwd_kernel[(nb, triton.cdiv(m, block_n))](
+                grad, y, x, gy, m, n, d, sg[0], sg[2], sg[1], *y.stride(),
+                *x.stride(), **meta)
     if not n:
         gy.zero_()
     if not m:

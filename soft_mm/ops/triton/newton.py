@@ -9,10 +9,22 @@ from torch import Tensor
 
 from ..reference import (NEWTON_ALPHA_SCALE, NEWTON_ITERS, NEWTON_RIDGE,
                          compute_dtype, newton_alpha)
-from .utils import block, new_output, split_scalar, tl_dtype
+from .utils import (block, check_int32_offsets, device_guard, new_output,
+                    split_scalar, tl_dtype)
 
 #: Largest m whose matrices (P, V, VP: 3 x 64 x 64 floats) one program holds.
 NEWTON_ONCHIP_MAX_M = 64
+
+
+@triton.jit
+def div_rn(x, y, CDT: tl.constexpr):
+    """``x / y`` correctly rounded. On NVIDIA GPUs Triton compiles a float32
+    ``/`` to the approximate ``div.full.f32`` (up to 2 ulp; the interpreter
+    and PyTorch round correctly); float64 division is exact-rounded."""
+    if CDT == tl.float64:
+        return x / y
+    else:
+        return tl.div_rn(x, y)
 
 
 @triton.jit
@@ -27,7 +39,7 @@ def newton_onchip(b, offs, m, iters, scale_hi, scale_lo, ridge_hi, ridge_lo,
     scale = tl.cast(scale_hi, CDT) + tl.cast(scale_lo, CDT)
     ridge = tl.cast(ridge_hi, CDT) + tl.cast(ridge_lo, CDT)
     max_row = tl.max(tl.sum(tl.abs(b), 1), 0)
-    alpha = scale / (max_row * max_row)
+    alpha = div_rn(scale, max_row * max_row, CDT)
     diag = (offs[:, None] == offs[None, :]) & (offs < m)[:, None]
     p = b + tl.where(diag, ridge, 0)
     v = alpha * p
@@ -74,11 +86,13 @@ def newton_launch(mat: Tensor, iters: int, ridge: float) -> Tensor:
     if m > NEWTON_ONCHIP_MAX_M:
         return newton_batched(mat.to(dtype), iters, ridge)
     out = new_output(mat.shape, dtype, mat.device)
+    check_int32_offsets('newton_inverse_triton', mat)
     if nb:
-        _newton_kernel[(nb, )](
-            mat, out, m, iters, *split_scalar(NEWTON_ALPHA_SCALE),
-            *split_scalar(ridge), *mat.stride(), CDT=tl_dtype(dtype),
-            BLOCK_M=block(m))
+        with device_guard(mat.device):
+            _newton_kernel[(nb, )](
+                mat, out, m, iters, *split_scalar(NEWTON_ALPHA_SCALE),
+                *split_scalar(ridge), *mat.stride(), CDT=tl_dtype(dtype),
+                BLOCK_M=block(m), num_warps=8 if m > 32 else 4)
     return out
 
 
