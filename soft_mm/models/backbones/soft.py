@@ -16,12 +16,30 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..utils import ClsAttention, ConvPatchEmbed, Mlp, SoftAttention
+from ..utils.checks import (check_act_cfg, check_attn_impl, check_bool,
+                            check_choice, check_int, check_int_list,
+                            check_landmark_grid, check_rate, check_real,
+                            is_int)
 
 #: Side of the square input the position tables are sized for.
 POS_EMBED_IMG_SIZE = 224
 
 #: How SOFT blocks apply their stochastic-depth rate.
 SOFT_DROP_MODES = ('dropout', 'drop_path')
+
+#: ``interpolate_mode`` values: mmpretrain resizes the position tables with
+#: ``align_corners=False``, which F.interpolate takes only for these.
+INTERPOLATE_MODES = ('bilinear', 'bicubic')
+
+
+def hidden_dims(owner: str, embed_dims: int, mlp_ratio) -> int:
+    """The FFN width ``int(embed_dims * mlp_ratio)``, checked to be >= 1."""
+    check_real(owner, 'mlp_ratio', mlp_ratio, 0., low_open=True)
+    hidden = int(embed_dims * mlp_ratio)
+    if hidden < 1:
+        raise ValueError(f'{owner}: mlp_ratio {mlp_ratio} leaves no hidden '
+                         f'channel for embed_dims {embed_dims}')
+    return hidden
 
 
 class SoftBlock(nn.Module):
@@ -56,13 +74,16 @@ class SoftBlock(nn.Module):
                  norm_eps: float = 1e-5,
                  **attn_kwargs):
         super().__init__()
-        if drop_mode not in SOFT_DROP_MODES:
-            raise ValueError(f'SoftBlock: unknown drop_mode {drop_mode!r}, '
-                             f'choose from {SOFT_DROP_MODES}')
+        owner = 'SoftBlock'
+        check_choice(owner, 'drop_mode', drop_mode, SOFT_DROP_MODES)
+        check_rate(owner, 'drop_rate', drop_rate)
+        check_act_cfg(owner, 'act_cfg', act_cfg)
+        check_real(owner, 'norm_eps', norm_eps, 0., low_open=True)
         self.attn = SoftAttention(embed_dims, num_heads, sr_ratio,
                                   local_kernel, **attn_kwargs)
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.ffn = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg)
+        self.ffn = Mlp(embed_dims, hidden_dims(owner, embed_dims, mlp_ratio),
+                       act_cfg)
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
         if drop_mode == 'dropout':
             self.drop = nn.Dropout(drop_rate)
@@ -94,10 +115,15 @@ class ClsBlock(nn.Module):
                  act_cfg: dict = dict(type='GELU'),
                  norm_eps: float = 1e-6):
         super().__init__()
+        owner = 'ClsBlock'
+        check_rate(owner, 'drop_path_rate', drop_path_rate)
+        check_act_cfg(owner, 'act_cfg', act_cfg)
+        check_real(owner, 'norm_eps', norm_eps, 0., low_open=True)
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn = ClsAttention(embed_dims, num_heads)
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg)
+        self.mlp = Mlp(embed_dims, hidden_dims(owner, embed_dims, mlp_ratio),
+                       act_cfg)
         self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -139,8 +165,9 @@ class SOFT(BaseBackbone):
             cls token dropped) or ``'avg_featmap'`` (``(B, C)`` mean of the
             patch tokens). Stages 1-3 always give NCHW maps.
             Defaults to ``'cls_token'``.
-        drop_path_rate (float): Stochastic-depth rate, spread with
-            ``linspace(0, rate, sum(depths))`` over all blocks.
+        drop_path_rate (float): Stochastic-depth rate in ``[0, 1)``, spread
+            with ``linspace(0, rate, sum(depths))`` over all blocks (1 would
+            give the last block a DropPath that divides by zero).
             Defaults to 0.1.
         soft_drop_mode (str): How SOFT blocks apply their rate:
             ``'dropout'`` (official element-wise dropout) or ``'drop_path'``.
@@ -152,7 +179,8 @@ class SOFT(BaseBackbone):
             Defaults to False.
         with_cp (bool): Activation checkpointing per block. Defaults to False.
         interpolate_mode (str): How position tables are resized to the
-            actual feature size. Defaults to ``'bilinear'``.
+            actual feature size, ``'bilinear'`` or ``'bicubic'``.
+            Defaults to ``'bilinear'``.
         conv_bias (bool): Bias in the patch-embedding convs. Defaults to True.
         soft_act_cfg (dict): Activation of the SOFT-block FFN.
             Defaults to tanh-approximate GELU (official).
@@ -163,6 +191,9 @@ class SOFT(BaseBackbone):
         cls_norm_eps (float): LayerNorm eps of the stage-4 blocks.
             Defaults to 1e-6.
         init_cfg (dict | list, optional): Initialisation config.
+
+    Every argument is validated when the backbone is built; a bad one raises
+    a ``TypeError`` or ``ValueError`` that names it (or its arch key).
     """
     arch_zoo = {
         'tiny': dict(
@@ -227,17 +258,34 @@ class SOFT(BaseBackbone):
         self.embed_dims = arch['embed_dims']
         self.depths = arch['depths']
         self.out_indices = self.parse_out_indices(out_indices)
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'SOFT: unknown out_type {out_type!r}, choose '
-                             f'from {self.OUT_TYPES}')
-        self.out_type = out_type
-        if not -1 <= frozen_stages < self.num_stages:
-            raise ValueError('SOFT: frozen_stages must be in [-1, 3], got '
-                             f'{frozen_stages}')
+        # Every argument is checked here, each error naming it, so that a
+        # bad config fails when the model is built, not at the first step.
+        self.in_channels = check_int('SOFT', 'in_channels', in_channels)
+        check_bool('SOFT', 'attn_norm', attn_norm)
+        check_attn_impl('SOFT', attn_impl)
+        check_int('SOFT', 'newton_iters', newton_iters, 0)
+        check_landmark_grid('SOFT', landmark_grid)
+        self.out_type = check_choice('SOFT', 'out_type', out_type,
+                                     self.OUT_TYPES)
+        check_rate('SOFT', 'drop_path_rate', drop_path_rate)
+        check_choice('SOFT', 'soft_drop_mode', soft_drop_mode,
+                     SOFT_DROP_MODES)
+        if not is_int(frozen_stages) or not (-1 <= frozen_stages <
+                                             self.num_stages):
+            raise ValueError('SOFT: frozen_stages must be an int in [-1, 3], '
+                             f'got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.interpolate_mode = interpolate_mode
+        self.norm_eval = check_bool('SOFT', 'norm_eval', norm_eval)
+        self.with_cp = check_bool('SOFT', 'with_cp', with_cp)
+        self.interpolate_mode = check_choice('SOFT', 'interpolate_mode',
+                                             interpolate_mode,
+                                             INTERPOLATE_MODES)
+        check_bool('SOFT', 'conv_bias', conv_bias)
+        for name, cfg in (('soft_act_cfg', soft_act_cfg),
+                          ('landmark_act_cfg', landmark_act_cfg),
+                          ('cls_act_cfg', cls_act_cfg)):
+            check_act_cfg('SOFT', name, cfg)
+        check_real('SOFT', 'cls_norm_eps', cls_norm_eps, 0., low_open=True)
 
         stem_ch = arch['stem_channels']
         self.patch_embeds = nn.ModuleList([
@@ -321,20 +369,28 @@ class SOFT(BaseBackbone):
                            f'allowed: {sorted(required)} and optional '
                            f'{sorted(cls.arch_defaults)}')
         settings = {**cls.arch_defaults, **arch}
-        for key in ('embed_dims', 'num_heads', 'depths'):
-            if len(settings[key]) != cls.num_stages:
-                raise ValueError(f'SOFT: arch {key} needs {cls.num_stages} '
-                                 f'values, got {list(settings[key])}')
-        for key in ('sr_ratios', 'local_kernels'):
-            if len(settings[key]) != cls.num_stages - 1:
-                raise ValueError(f'SOFT: arch {key} needs '
-                                 f'{cls.num_stages - 1} values (stages 1-3), '
-                                 f'got {list(settings[key])}')
-        if min(settings['depths']) < 1:
-            raise ValueError('SOFT: every stage needs at least one block, '
-                             f'got depths {list(settings["depths"])}')
-        return {k: list(v) if isinstance(v, (list, tuple)) else v
-                for k, v in settings.items()}
+        owner, n = 'SOFT', cls.num_stages
+        # (key, values, smallest value, odd): 4 values for the per-stage
+        # keys, 3 (stages 1-3) for the SOFT-attention ones.
+        for key, length, low, odd in (('embed_dims', n, 1, False),
+                                      ('num_heads', n, 1, False),
+                                      ('depths', n, 1, False),
+                                      ('sr_ratios', n - 1, 1, False),
+                                      ('local_kernels', n - 1, 1, True)):
+            settings[key] = check_int_list(owner, f'arch[{key!r}]',
+                                           settings[key], length, low, odd)
+        for i, (dims, heads) in enumerate(
+                zip(settings['embed_dims'], settings['num_heads'])):
+            if dims % heads:
+                raise ValueError(
+                    f"SOFT: arch['num_heads'][{i}] = {heads} does not divide "
+                    f"arch['embed_dims'][{i}] = {dims}")
+        for key in ('mlp_ratio', 'soft_mlp_ratio'):
+            check_real(owner, f'arch[{key!r}]', settings[key], 0.,
+                       low_open=True)
+        settings['stem_channels'] = check_int(owner, "arch['stem_channels']",
+                                              settings['stem_channels'])
+        return settings
 
     def parse_out_indices(self, out_indices) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
@@ -344,6 +400,9 @@ class SOFT(BaseBackbone):
                             f'sequence of ints, got {out_indices!r}')
         parsed = []
         for index in out_indices:
+            if not is_int(index):
+                raise TypeError('SOFT: out_indices must be an int or a '
+                                f'sequence of ints, got {out_indices!r}')
             if not -self.num_stages <= index < self.num_stages:
                 raise ValueError(f'SOFT: out_indices {out_indices} has '
                                  f'{index}, outside [-4, 3]')
@@ -351,13 +410,20 @@ class SOFT(BaseBackbone):
         return tuple(sorted(set(parsed)))
 
     def init_weights(self):
+        """Position tables and cls token truncated-normal (std 0.02), then
+        ``init_cfg``.
+
+        The tables are drawn *before* ``BaseModule.init_weights``, which
+        applies a ``Pretrained`` entry last, whether ``init_cfg`` is that
+        dict or a list holding it anywhere: a checkpoint's tables are kept,
+        and only tables it lacks stay random. Nothing is redrawn once the
+        module is initialised.
+        """
+        if not self._is_init:
+            for pos_embed in self.pos_embeds:
+                trunc_normal_(pos_embed, std=.02)
+            trunc_normal_(self.cls_token, std=.02)
         super().init_weights()
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg['type'] == 'Pretrained'):
-            return
-        for pos_embed in self.pos_embeds:
-            trunc_normal_(pos_embed, std=.02)
-        trunc_normal_(self.cls_token, std=.02)
 
     def add_pos_embed(self, x: Tensor, stage: int,
                       hw_shape: Tuple[int, int]) -> Tensor:
@@ -379,9 +445,12 @@ class SOFT(BaseBackbone):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Run the backbone on images ``x`` (B, C, H, W).
 
+        A batch of 0 images gives empty outputs of the usual shapes.
+
         Returns:
             tuple[Tensor]: One output per entry of ``out_indices``.
         """
+        self.check_input(x)
         outs = []
         B = x.shape[0]
         for i, (patch_embed, blocks) in enumerate(
@@ -399,10 +468,31 @@ class SOFT(BaseBackbone):
                 if i in self.out_indices:
                     outs.append(self.format_last_stage(x, hw_shape))
             else:
-                x = x.transpose(1, 2).reshape(B, -1, *hw_shape)
+                x = x.transpose(1, 2).reshape(B, x.shape[2], *hw_shape)
                 if i in self.out_indices:
                     outs.append(x)
         return tuple(outs)
+
+    def check_input(self, x: Tensor) -> None:
+        """A clear error for inputs that are not a batch of images."""
+        if not isinstance(x, Tensor):
+            raise TypeError('SOFT: expects a Tensor of images (B, C, H, W), '
+                            f'got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError('SOFT: expects a batch of images (B, C, H, W), '
+                             f'got a {x.dim()}-D tensor of shape '
+                             f'{tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'SOFT: expects {self.in_channels} input '
+                             f'channels (in_channels), got {x.shape[1]} in '
+                             f'images of shape {tuple(x.shape)}')
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError('SOFT: images need H, W >= 1, got shape '
+                             f'{tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise TypeError('SOFT: expects floating-point images, got '
+                            f'{x.dtype} (normalise them first, e.g. with '
+                            "the model's data_preprocessor)")
 
     def format_last_stage(self, x: Tensor, hw_shape: Tuple[int, int]):
         if self.out_type == 'cls_token':
@@ -410,8 +500,7 @@ class SOFT(BaseBackbone):
         patch_tokens = x[:, 1:]
         if self.out_type == 'avg_featmap':
             return patch_tokens.mean(dim=1)
-        return patch_tokens.transpose(1, 2).reshape(x.shape[0], -1,
-                                                    *hw_shape)
+        return patch_tokens.transpose(1, 2).reshape(*x.shape[::2], *hw_shape)
 
     def _freeze_stages(self):
         for i in range(self.frozen_stages + 1):

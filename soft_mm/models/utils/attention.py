@@ -9,6 +9,8 @@ from mmcv.cnn import build_activation_layer
 from torch import Tensor
 
 from soft_mm.ops import soft_attention
+from .checks import (check_act_cfg, check_attn_impl, check_bool,
+                     check_heads, check_int, check_landmark_grid)
 
 
 class SoftAttention(nn.Module):
@@ -50,18 +52,17 @@ class SoftAttention(nn.Module):
                  landmark_grid: Optional[Union[int, Tuple[int, int]]] = None,
                  landmark_act_cfg: dict = dict(type='GELU')):
         super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f'SoftAttention: embed_dims {embed_dims} is not '
-                             f'divisible by num_heads {num_heads}')
+        owner = 'SoftAttention'
+        check_heads(owner, embed_dims, num_heads)
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
-        self.sr_ratio = sr_ratio
-        self.attn_norm = attn_norm
-        self.newton_iters = newton_iters
-        self.attn_impl = attn_impl
-        if isinstance(landmark_grid, int):
-            landmark_grid = (landmark_grid, landmark_grid)
-        self.landmark_grid = landmark_grid
+        self.sr_ratio = check_int(owner, 'sr_ratio', sr_ratio)
+        local_kernel = check_int(owner, 'local_kernel', local_kernel, odd=True)
+        self.attn_norm = check_bool(owner, 'attn_norm', attn_norm)
+        self.newton_iters = check_int(owner, 'newton_iters', newton_iters, 0)
+        self.attn_impl = check_attn_impl(owner, attn_impl)
+        self.landmark_grid = check_landmark_grid(owner, landmark_grid)
+        check_act_cfg(owner, 'landmark_act_cfg', landmark_act_cfg)
 
         self.q = nn.Linear(embed_dims, embed_dims)
         self.v = nn.Linear(embed_dims, embed_dims)
@@ -99,15 +100,41 @@ class SoftAttention(nn.Module):
             q_map = F.pad(q_map, (0, pad_w, 0, pad_h))
         lm = self.landmark_conv(q_map).flatten(2).transpose(1, 2)
         lm = self.landmark_act(self.landmark_norm(lm))
-        return lm.reshape(B, h, -1, d)
+        return lm.reshape(B, h, lm.shape[1], d)
+
+    def local_enhance(self, v_tokens: Tensor,
+                      hw_shape: Sequence[int]) -> Tensor:
+        """The local depthwise conv on values ``(B, N, C)``; same shape out.
+
+        Equal to ``local_conv`` over each head's ``h``-channel map with
+        ``d`` folded into the batch, but computed as a depthwise conv over
+        all ``C = h * d`` channels (each head's filter repeated ``d``
+        times) on a channels-last view of the tokens: no permute copy in,
+        none out, and a much faster conv and conv backward on CPU.
+        """
+        B, N, C = v_tokens.shape
+        H, W = hw_shape
+        conv = self.local_conv
+        weight = conv.weight.repeat_interleave(self.head_dims, 0)
+        v_map = v_tokens.view(B, H, W, C).permute(0, 3, 1, 2)
+        local = F.conv2d(v_map, weight, None, conv.stride, conv.padding,
+                         conv.dilation, C)
+        # channels-last in, channels-last out: this is a view (B, N, C).
+        return local.permute(0, 2, 3, 1).reshape(B, N, C)
 
     def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
         """Attend over tokens ``x`` (B, H * W, C); returns the same shape."""
         B, N, C = x.shape
-        H, W = hw_shape
         h, d = self.num_heads, self.head_dims
-        q = self.q(x).reshape(B, N, h, d).transpose(1, 2) * d**-0.25
-        v = self.v(x).reshape(B, N, h, d).transpose(1, 2)
+        # The d**-0.25 query scale is folded into the (C x C) weights rather
+        # than applied to the (B, N, C) activations. q and v are copied once
+        # into the (B, h, N, d) layout the attention core reads (it would
+        # otherwise copy them in its forward and again in its backward).
+        scale = d**-0.25
+        q = F.linear(x, self.q.weight * scale, self.q.bias * scale)
+        q = q.view(B, N, h, d).transpose(1, 2).contiguous()
+        v_tokens = self.v(x)
+        v = v_tokens.view(B, N, h, d).transpose(1, 2).contiguous()
         landmarks = self.sample_landmarks(q, hw_shape)
         out = soft_attention(
             q,
@@ -116,10 +143,10 @@ class SoftAttention(nn.Module):
             newton_iters=self.newton_iters,
             norm=self.attn_norm,
             impl=self.attn_impl)
-        # Local enhancement: heads are the channels, d acts as batch.
-        v_map = v.permute(0, 3, 1, 2).reshape(B * d, h, H, W)
-        local = self.local_conv(v_map).reshape(B, d, h, N).permute(0, 2, 3, 1)
-        out = (out + local).transpose(1, 2).reshape(B, N, C)
+        # local (B, N, h, d) first: the sum takes its layout, so merging the
+        # heads back into (B, N, C) is a view.
+        local = self.local_enhance(v_tokens, hw_shape).view(B, N, h, d)
+        out = (local + out.transpose(1, 2)).reshape(B, N, C)
         return self.proj(out)
 
 
@@ -133,9 +160,7 @@ class ClsAttention(nn.Module):
 
     def __init__(self, embed_dims: int, num_heads: int):
         super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f'ClsAttention: embed_dims {embed_dims} is not '
-                             f'divisible by num_heads {num_heads}')
+        check_heads('ClsAttention', embed_dims, num_heads)
         self.num_heads = num_heads
         self.q = nn.Linear(embed_dims, embed_dims)
         self.kv = nn.Linear(embed_dims, embed_dims * 2)

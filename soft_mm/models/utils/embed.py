@@ -58,4 +58,10 @@ class ConvPatchEmbed(nn.Module):
         """
         x = self.projection(x)
         hw_shape = (x.shape[2], x.shape[3])
-        return x.flatten(2).transpose(1, 2), hw_shape
+        # Contiguous tokens: the stage 2-4 inputs are (B, N, C) tokens
+        # viewed as a channels-last map, their outputs are channels-last and
+        # this is free; the stem's NCHW output is copied here once instead of
+        # by each consumer (the q / v projections, LayerNorm) and their
+        # backward. (A channels-last stem would be a little faster still,
+        # but not bit-identical to the NCHW convolution at float32.)
+        return x.flatten(2).transpose(1, 2).contiguous(), hw_shape

@@ -1,14 +1,17 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 import copy
+import re
 
+import numpy as np
 import pytest
 import torch
 from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from soft_mm.models import SOFT
-from soft_mm.models.backbones.soft import SoftBlock
+from soft_mm.models.backbones.soft import ClsBlock, SoftBlock
 from soft_mm.models.utils import SoftAttention
+from soft_mm.ops import ext_device_types, triton_device_types
 
 REFERENCE_PARAMS_M = dict(
     tiny=13.07, small=24.11, medium=45.81, large=64.70, huge=87.11)
@@ -266,3 +269,199 @@ def test_builds_from_config_with_custom_imports_and_scope():
             model=dict(type='mmpretrain.SOFT', arch='tiny')))
     backbone = ROOT_MODELS.build(cfg.model)
     assert isinstance(backbone, SOFT)
+
+
+TINY = SOFT.arch_zoo['tiny']
+
+
+def tiny_with(**keys):
+    return dict(TINY, **keys)
+
+
+def no_kernel(impl):
+    """``attn_impl=impl`` is refused at build where its kernel is missing
+    (the case is skipped where the kernel exists)."""
+    exists = (bool(triton_device_types()) if impl == 'triton' else
+              impl in ext_device_types())
+    return pytest.param(
+        dict(attn_impl=impl), ValueError, 'attn_impl',
+        marks=pytest.mark.skipif(exists, reason=f'a {impl} kernel exists'),
+        id=f'attn_impl={impl}')
+
+
+# (SOFT kwargs, error type, the key the message must name)
+BAD_BACKBONE_ARGS = [
+    # arch: types
+    (dict(arch=tiny_with(embed_dims=64)), TypeError, 'embed_dims'),
+    (dict(arch=tiny_with(depths=[1, 2.0, 3, 2])), TypeError, 'depths'),
+    (dict(arch=tiny_with(sr_ratios='842')), TypeError, 'sr_ratios'),
+    (dict(arch=tiny_with(sr_ratios=1)), TypeError, 'sr_ratios'),
+    (dict(arch=tiny_with(num_heads=[2, 4, True, 16])), TypeError,
+     'num_heads'),
+    (dict(arch=tiny_with(local_kernels=[9, 5, 3.0])), TypeError,
+     'local_kernels'),
+    (dict(arch=tiny_with(stem_channels=32.)), TypeError, 'stem_channels'),
+    (dict(arch=tiny_with(soft_mlp_ratio='4')), TypeError, 'soft_mlp_ratio'),
+    # arch: lengths and ranges
+    (dict(arch=tiny_with(sr_ratios=[8, 4])), ValueError, 'sr_ratios'),
+    (dict(arch=tiny_with(sr_ratios=[8, 0, 2])), ValueError, 'sr_ratios'),
+    (dict(arch=tiny_with(num_heads=[2, 4, 0, 16])), ValueError,
+     'num_heads'),
+    (dict(arch=tiny_with(num_heads=[2, 4, 3, 16])), ValueError,
+     'num_heads'),  # 3 does not divide 320
+    (dict(arch=tiny_with(embed_dims=[64, 128, 320, -512])), ValueError,
+     'embed_dims'),
+    (dict(arch=tiny_with(depths=[1, 0, 3, 2])), ValueError, 'depths'),
+    (dict(arch=tiny_with(local_kernels=[9, 4, 3])), ValueError,
+     'local_kernels'),
+    (dict(arch=tiny_with(local_kernels=[9, 5, -1])), ValueError,
+     'local_kernels'),
+    (dict(arch=tiny_with(mlp_ratio=0)), ValueError, 'mlp_ratio'),
+    # backbone arguments
+    (dict(in_channels=0), ValueError, 'in_channels'),
+    (dict(in_channels=True), TypeError, 'in_channels'),
+    (dict(attn_norm=1), TypeError, 'attn_norm'),
+    (dict(attn_norm='yes'), TypeError, 'attn_norm'),
+    (dict(attn_impl='gpu'), ValueError, 'attn_impl'),
+    no_kernel('cuda'),
+    no_kernel('npu'),
+    no_kernel('triton'),
+    (dict(newton_iters=-1), ValueError, 'newton_iters'),
+    (dict(newton_iters=20.), TypeError, 'newton_iters'),
+    (dict(newton_iters=True), TypeError, 'newton_iters'),
+    (dict(landmark_grid=0), ValueError, 'landmark_grid'),
+    (dict(landmark_grid=(7, 0)), ValueError, 'landmark_grid'),
+    (dict(landmark_grid=(7, )), TypeError, 'landmark_grid'),
+    (dict(landmark_grid=7.), TypeError, 'landmark_grid'),
+    (dict(drop_path_rate=-0.1), ValueError, 'drop_path_rate'),
+    (dict(drop_path_rate=1.5), ValueError, 'drop_path_rate'),
+    (dict(drop_path_rate=1.), ValueError, 'drop_path_rate'),
+    (dict(drop_path_rate=float('nan')), ValueError, 'drop_path_rate'),
+    (dict(drop_path_rate='0.1'), TypeError, 'drop_path_rate'),
+    (dict(soft_drop_mode='spatial'), ValueError, 'soft_drop_mode'),
+    (dict(out_type='raw'), ValueError, 'out_type'),
+    (dict(out_indices=(True, )), TypeError, 'out_indices'),
+    (dict(out_indices=[0.5]), TypeError, 'out_indices'),
+    (dict(out_indices=(4, )), ValueError, 'out_indices'),
+    (dict(frozen_stages=True), ValueError, 'frozen_stages'),
+    (dict(frozen_stages=4), ValueError, 'frozen_stages'),
+    (dict(norm_eval='no'), TypeError, 'norm_eval'),
+    (dict(with_cp=1), TypeError, 'with_cp'),
+    (dict(conv_bias=None), TypeError, 'conv_bias'),
+    (dict(interpolate_mode='nearest'), ValueError, 'interpolate_mode'),
+    (dict(soft_act_cfg='gelu'), TypeError, 'soft_act_cfg'),
+    (dict(cls_act_cfg=dict(approximate='tanh')), TypeError, 'cls_act_cfg'),
+    (dict(cls_norm_eps=0), ValueError, 'cls_norm_eps'),
+]
+
+
+@pytest.mark.parametrize('kwargs,error,key', BAD_BACKBONE_ARGS)
+def test_bad_backbone_arguments_name_the_key(kwargs, error, key):
+    with pytest.raises(error, match=re.escape(key)):
+        SOFT(**kwargs)
+
+
+@pytest.mark.parametrize('build,error,key', [
+    (lambda: SoftAttention(64, 2, sr_ratio=0, local_kernel=3), ValueError,
+     'sr_ratio'),
+    (lambda: SoftAttention(64, 2, sr_ratio=2, local_kernel=4), ValueError,
+     'local_kernel'),
+    (lambda: SoftAttention(64, 3, sr_ratio=2, local_kernel=3), ValueError,
+     'num_heads'),
+    (lambda: SoftAttention(64, 2, 2, 3, landmark_grid=-2), ValueError,
+     'landmark_grid'),
+    (lambda: SoftAttention(64, 2, 2, 3, attn_impl='gpu'), ValueError,
+     'attn_impl'),
+    (lambda: SoftBlock(64, 2, 2, 3, drop_rate=2.), ValueError, 'drop_rate'),
+    (lambda: SoftBlock(64, 2, 2, 3, mlp_ratio=-4), ValueError, 'mlp_ratio'),
+    (lambda: SoftBlock(64, 2, 2, 3, drop_mode='x'), ValueError, 'drop_mode'),
+    (lambda: ClsBlock(64, 0), ValueError, 'num_heads'),
+    (lambda: ClsBlock(64, 2, drop_path_rate=-1), ValueError,
+     'drop_path_rate'),
+])
+def test_bad_block_arguments_name_the_key(build, error, key):
+    with pytest.raises(error, match=re.escape(key)):
+        build()
+
+
+def test_good_arguments_in_other_spellings_build():
+    # tuples, numpy ints, a pair landmark grid, the attention kernels that
+    # exist here.
+    arch = dict(embed_dims=(16, 32, 64, 64),
+                num_heads=tuple(np.array([1, 2, 2, 2])),
+                depths=[1, 1, 1, 1], sr_ratios=(4, 2, 1),
+                local_kernels=[3, 3, 1], stem_channels=np.int64(8),
+                mlp_ratio=2.5)
+    model = SOFT(arch=arch, landmark_grid=(2, 3), attn_impl='reference',
+                 drop_path_rate=0, interpolate_mode='bicubic')
+    assert model.arch_settings['num_heads'] == [1, 2, 2, 2]
+    assert all(type(v) is int for v in model.arch_settings['num_heads'])
+    assert model.stages[0][0].attn.landmark_grid == (2, 3)
+    for impl in ext_device_types():
+        SOFT(arch=arch, attn_impl=impl)
+
+
+@pytest.mark.parametrize('form', ['dict', 'list', 'list-first'])
+def test_pretrained_init_cfg_keeps_the_checkpoint(tmp_path, form):
+    torch.manual_seed(0)
+    source = tiny_custom()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    ckpt = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': source.state_dict()}, ckpt)
+    pretrained = dict(type='Pretrained', checkpoint=str(ckpt))
+    others = [dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+              dict(type='Constant', layer='LayerNorm', val=1., bias=0.)]
+    init_cfg = {'dict': pretrained, 'list': others + [pretrained],
+                'list-first': [pretrained] + others}[form]
+    model = tiny_custom(init_cfg=init_cfg)
+    model.init_weights()
+    loaded = model.state_dict()
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    # Initialised once: a second call redraws nothing.
+    model.init_weights()
+    assert torch.equal(model.cls_token, source.cls_token)
+
+
+def test_init_weights_draws_tables_without_checkpoint():
+    torch.manual_seed(0)
+    model = tiny_custom()
+    model.init_weights()
+    for table in [*model.pos_embeds, model.cls_token]:
+        assert 0.01 < table.std() < 0.03
+
+
+@pytest.mark.parametrize('impl', ['auto', 'reference'])
+@pytest.mark.parametrize('out_type', SOFT.OUT_TYPES)
+def test_empty_batch_gives_empty_outputs(out_type, impl):
+    x = torch.randn(2, 3, 64, 48)
+    model = tiny_custom(out_indices=(0, 1, 2, 3), out_type=out_type,
+                        attn_impl=impl, drop_path_rate=0.1).eval()
+    with torch.no_grad():
+        expected = [o.shape[1:] for o in model(x)]
+    for training in (False, True):
+        model.train(training)
+        outs = model(x[:0])
+        assert [o.shape for o in outs] == [(0, *s) for s in expected]
+        if training:
+            sum(o.sum() for o in outs).backward()
+            for name, p in model.named_parameters():
+                assert p.grad is not None and not p.grad.any(), name
+    buffers = [b for b in model.buffers() if b.is_floating_point()]
+    assert all(torch.isfinite(b).all() for b in buffers)
+
+
+@pytest.mark.parametrize('x,error,match', [
+    (torch.randn(3, 64, 64), ValueError, r'\(B, C, H, W\).*3-D'),
+    (torch.randn(1, 1, 3, 64, 64), ValueError, '5-D'),
+    (torch.randn(2, 4, 64, 64), ValueError, 'in_channels'),
+    (torch.randn(2, 3, 0, 64), ValueError, 'H, W'),
+    (torch.zeros(2, 3, 64, 64, dtype=torch.uint8), TypeError, 'uint8'),
+    ([[0.]], TypeError, 'list'),
+])
+def test_bad_inputs_are_refused_clearly(x, error, match):
+    model = tiny_custom().eval()
+    with pytest.raises(error, match=match):
+        model(x)
