@@ -55,7 +55,13 @@ def test_entry_config_matches_name(name):
     assert osp.basename(config) == name.replace('_3rdparty', '') + '.py'
     backbone = Config.fromfile(config).model.backbone
     arch = name.split('_')[0].replace('soft-norm-', '').replace('soft-', '')
-    assert backbone.type == 'SOFT' and backbone.arch == arch
+    assert backbone.type == 'SOFT'
+    if isinstance(backbone.arch, str):
+        assert backbone.arch == arch
+    else:  # a zoo arch with other landmark ratios (the digits config)
+        zoo = soft_mm.models.backbones.SOFT.arch_zoo[arch]
+        for key in ('embed_dims', 'num_heads', 'depths'):
+            assert list(backbone.arch[key]) == list(zoo[key]), key
     assert bool(backbone.get('attn_norm', False)) == name.startswith(
         'soft-norm-')
     assert entry['In Collection'] == 'SOFT'
