@@ -112,10 +112,12 @@ def safe_torch_load(path: str, map_location='cpu'):
     check_file(path)
     if str(path).endswith('.safetensors'):
         return load_safetensors(path)
+    # Not `with torch.serialization.safe_globals(...)`: its exit removes the
+    # listed globals, also when they were registered for the whole process
+    # (mmengine's resume, torch.load in user code would then refuse them).
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(
-                path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message is several paragraphs and advises full
         # unpickling; keep only the refused global, if that was the cause.

@@ -369,3 +369,21 @@ def test_safetensors_round_trip(tmp_path, capsys):
                             '--format', 'safetensors')
     assert code == 1 and '.safetensors' in err
     assert not (tmp_path / 'x.pth').exists()
+
+
+def test_safe_loading_keeps_the_process_allowlist(tmp_path):
+    """Reading a file must not take soft_mm's allowlist away from the rest
+    of the process (mmengine's resume unpickles HistoryBuffer later)."""
+    from mmengine.logging import HistoryBuffer
+
+    from soft_mm.checkpoint import safe_torch_load
+    path = tmp_path / 'hub.pth'
+    buffer = HistoryBuffer()
+    buffer.update(1.0)
+    buffer.update(2.0)
+    torch.save({'buffer': buffer}, path)
+    write_timm_checkpoint(tmp_path / 'other.pth', SMALL)
+    for _ in range(2):
+        safe_torch_load(str(tmp_path / 'other.pth'))
+        loaded = torch.load(path, weights_only=True)['buffer']
+        assert list(loaded.data[0]) == [1.0, 2.0]

@@ -74,7 +74,8 @@ def test_bad_inputs(files, capsys, tmp_path):
          'no such image'),
         ((files['img'], CFG, tmp_path / 'no.pth'), 'no.pth', 'no such file'),
         ((files['img'], CFG, other_arch), str(other_arch),
-         r'does not fit.*head.fc.weight \(1000, 512\) vs \(10, 512\)'),
+         r'does not fit.*8 shape mismatches.*landmark_conv\.weight '
+         r'\(32, 32, 8, 8\) vs \(32, 32, 4, 4\)'),
     ]
     for args, name, match in cases:
         code, out, err = run_main(DEMO, capsys, *args)
