@@ -19,8 +19,7 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import CheckpointLoader
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from soft_mm.checkpoint import (CheckpointError, compare_state_dicts,
-                                extract_state_dict, strip_module_prefix)
+from soft_mm.checkpoint import CheckpointError, fitting_state_dict
 
 #: Name of the lock file a training holds in its work dir.
 LOCK_NAME = '.soft_mm_train.lock'
@@ -58,10 +57,7 @@ def check_weights_fit(model: nn.Module, path: str, ckpt=None) -> None:
         ckpt (dict, optional): ``path`` already read.
     """
     ckpt = read_checkpoint(path) if ckpt is None else ckpt
-    state = strip_module_prefix(extract_state_dict(ckpt, path))
-    model = unwrap_model(model)
-    compare_state_dicts(state, model.state_dict(), path,
-                        f'{type(model).__name__} of this config')
+    fitting_state_dict(unwrap_model(model), ckpt, path)
 
 
 def resolve_resume(work_dir: str, resume: Optional[str]) -> Optional[str]:

@@ -9,7 +9,8 @@ from .io import (CHECKPOINT_FORMATS, SAFE_GLOBALS, CheckpointError,
                  check_destination, compare_state_dicts, extract_state_dict,
                  load_safetensors, register_safe_globals, safe_torch_load,
                  save_checkpoint_file, save_safetensors, strip_module_prefix)
-from .loading import load_checkpoint_file, load_model_weights
+from .loading import (fitting_state_dict, load_checkpoint_file,
+                      load_model_weights)
 from .mindspore import (convert_mindspore_tensors, load_mindspore_checkpoint,
                         read_mindspore_checkpoint)
 from .official import (convert_official_state_dict, infer_official_arch,
@@ -22,7 +23,7 @@ __all__ = [
     'check_destination', 'compare_state_dicts', 'extract_state_dict',
     'load_safetensors', 'register_safe_globals', 'safe_torch_load',
     'save_checkpoint_file', 'save_safetensors', 'strip_module_prefix',
-    'load_checkpoint_file', 'load_model_weights',
+    'fitting_state_dict', 'load_checkpoint_file', 'load_model_weights',
     'convert_mindspore_tensors', 'load_mindspore_checkpoint',
     'read_mindspore_checkpoint', 'convert_official_state_dict',
     'infer_official_arch', 'load_official_checkpoint',

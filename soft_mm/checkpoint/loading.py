@@ -21,6 +21,24 @@ def load_checkpoint_file(path: str):
     return safe_torch_load(path) if ckpt is None else ckpt
 
 
+def fitting_state_dict(model: nn.Module, ckpt, path: str) -> dict:
+    """The state dict inside ``ckpt`` (``module.`` stripped), after checking
+    that it fits ``model`` key for key, shape for shape, dtype kind for kind.
+
+    Args:
+        model (nn.Module): The model (unwrapped).
+        ckpt: The loaded checkpoint.
+        path (str): File name, for messages.
+
+    Returns:
+        dict: Name to tensor.
+    """
+    state = strip_module_prefix(extract_state_dict(ckpt, path))
+    compare_state_dicts(state, model.state_dict(), path,
+                        f'{type(model).__name__} of this config')
+    return state
+
+
 def load_model_weights(model: nn.Module, path: str) -> dict:
     """Load ``path`` into ``model`` strictly, or raise one clear error.
 
@@ -38,9 +56,6 @@ def load_model_weights(model: nn.Module, path: str) -> dict:
         dict: The checkpoint's ``meta`` (empty if none).
     """
     ckpt = load_checkpoint_file(path)
-    state = strip_module_prefix(extract_state_dict(ckpt, path))
-    compare_state_dicts(state, model.state_dict(), path,
-                        f'{type(model).__name__} of this config')
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(fitting_state_dict(model, ckpt, path), strict=True)
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     return meta if isinstance(meta, dict) else {}
