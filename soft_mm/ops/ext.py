@@ -93,6 +93,11 @@ def _register() -> None:
                 landmarks.new_empty(landmarks.shape, dtype=dtype),
                 v.new_empty(v.shape, dtype=dtype))
 
+    @fake('soft_mm::depthwise_conv2d_weight_grad')
+    def _(x, grad, kernel_size):
+        return x.new_empty((x.shape[3], kernel_size, kernel_size),
+                           dtype=compute_dtype(x, grad))
+
     # ---- autograd: backward formulas calling the backward ops.
     def gaussian_setup(ctx, inputs, output):
         x, y = inputs

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer
 from torch import Tensor
 
-from soft_mm.ops import soft_attention
+from soft_mm.ops import depthwise_conv2d_nhwc, soft_attention
 from .checks import (check_act_cfg, check_attn_impl, check_bool,
                      check_heads, check_int, check_landmark_grid)
 
@@ -114,13 +114,10 @@ class SoftAttention(nn.Module):
         """
         B, N, C = v_tokens.shape
         H, W = hw_shape
-        conv = self.local_conv
-        weight = conv.weight.repeat_interleave(self.head_dims, 0)
-        v_map = v_tokens.view(B, H, W, C).permute(0, 3, 1, 2)
-        local = F.conv2d(v_map, weight, None, conv.stride, conv.padding,
-                         conv.dilation, C)
-        # channels-last in, channels-last out: this is a view (B, N, C).
-        return local.permute(0, 2, 3, 1).reshape(B, N, C)
+        weight = self.local_conv.weight.repeat_interleave(self.head_dims, 0)
+        local = depthwise_conv2d_nhwc(v_tokens.view(B, H, W, C), weight)
+        # channels-last out: this is a view (B, N, C).
+        return local.reshape(B, N, C)
 
     def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
         """Attend over tokens ``x`` (B, H * W, C); returns the same shape."""

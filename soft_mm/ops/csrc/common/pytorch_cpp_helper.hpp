@@ -43,6 +43,12 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_consume_aten(
     Tensor& grad, const Tensor& x, const Tensor& y, const Tensor& kernel);
 Tensor newton_inverse_aten(const Tensor& mat, int64_t iters, double ridge);
 Tensor newton_inverse_backward_aten(const Tensor& grad, const Tensor& inv);
+// Weight gradient (C, k, k) of a stride-1, k // 2-padded depthwise conv of
+// the channels-last map x (B, H, W, C), given the output gradient grad.
+void check_depthwise_inputs(const Tensor& x, const Tensor& grad,
+                            int64_t kernel_size);
+Tensor depthwise_conv2d_weight_grad_aten(const Tensor& x, const Tensor& grad,
+                                         int64_t kernel_size);
 
 // ---- CPU kernels (pytorch/cpu). ----
 Tensor gaussian_kernel_cpu(const Tensor& x, const Tensor& y);
@@ -51,6 +57,8 @@ std::tuple<Tensor, Tensor> gaussian_kernel_backward_cpu(const Tensor& grad,
                                                         const Tensor& y,
                                                         const Tensor& kernel);
 Tensor newton_inverse_cpu(const Tensor& mat, int64_t iters, double ridge);
+Tensor depthwise_conv2d_weight_grad_cpu(const Tensor& x, const Tensor& grad,
+                                        int64_t kernel_size);
 namespace cpu {
 // Instruction set of the active CPU micro-kernels ("avx2" or "base"), and a
 // switch for tests; set_cpu_isa returns false if the CPU lacks the ISA.

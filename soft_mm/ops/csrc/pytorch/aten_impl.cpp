@@ -107,4 +107,36 @@ Tensor newton_inverse_backward_aten(const Tensor& grad, const Tensor& inv) {
   return at::bmm(at::bmm(inv_t, grad.to(inv.scalar_type())), inv_t).neg_();
 }
 
+void check_depthwise_inputs(const Tensor& x, const Tensor& grad,
+                            int64_t kernel_size) {
+  SOFT_CHECK_DIM(x, 4);
+  SOFT_CHECK_FLOAT(x);
+  SOFT_CHECK_FLOAT(grad);
+  TORCH_CHECK(grad.sizes() == x.sizes(),
+              "depthwise_conv2d_weight_grad: grad must have x's shape (B, H, "
+              "W, C) ",
+              x.sizes(), ", got ", grad.sizes());
+  TORCH_CHECK(grad.device() == x.device(),
+              "depthwise_conv2d_weight_grad: x and grad must be on one "
+              "device, got ",
+              x.device(), " and ", grad.device());
+  TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1,
+              "depthwise_conv2d_weight_grad: kernel_size must be odd and >= "
+              "1, got ",
+              kernel_size);
+}
+
+Tensor depthwise_conv2d_weight_grad_aten(const Tensor& x, const Tensor& grad,
+                                         int64_t kernel_size) {
+  check_depthwise_inputs(x, grad, kernel_size);
+  const auto dtype = compute_dtype({x, grad});
+  const int64_t c_len = x.size(3), k = kernel_size, pad = k / 2;
+  const Tensor weight = at::empty({c_len, 1, k, k}, x.options().dtype(dtype));
+  auto grads = at::convolution_backward(
+      grad.to(dtype).permute({0, 3, 1, 2}), x.to(dtype).permute({0, 3, 1, 2}),
+      weight, c10::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, c_len,
+      {false, true, false});
+  return std::get<1>(grads).view({c_len, k, k});
+}
+
 }  // namespace soft_mm

@@ -7,6 +7,8 @@
 //   soft_mm::newton_inverse_backward(g, inv)         -V^T G V^T
 //   soft_mm::soft_attention_forward(q, l, v, ...)    fused (A B^-1)(A^T V)
 //   soft_mm::soft_attention_backward(...)            its input gradients
+//   soft_mm::depthwise_conv2d_weight_grad(x, g, k)   weight gradient of the
+//       local conv (a 'same' depthwise conv over a channels-last map)
 //
 // Kernels and the m x m work run in float32 (float64 for float64 inputs);
 // gradients come back in that compute dtype. Autograd, fake (meta) kernels
@@ -204,9 +206,13 @@ TORCH_LIBRARY(soft_mm, m) {
       "soft_attention_backward(Tensor grad_out, Tensor q, Tensor landmarks, "
       "Tensor v, Tensor kernel_ql, Tensor kernel_ll, Tensor inv, "
       "Tensor context, bool norm) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "depthwise_conv2d_weight_grad(Tensor x, Tensor grad, int kernel_size) "
+      "-> Tensor");
 }
 
-#define SOFT_REGISTER_DEVICE(KEY, GAUSS, GAUSS_BWD, GAUSS_BWD_CONSUME, NEWTON) \
+#define SOFT_REGISTER_DEVICE(KEY, GAUSS, GAUSS_BWD, GAUSS_BWD_CONSUME, NEWTON, \
+                             DW_WGRAD)                                       \
   TORCH_LIBRARY_IMPL(soft_mm, KEY, m) {                                      \
     m.impl("gaussian_kernel", &NoAutocast<GAUSS>::call);                     \
     m.impl("gaussian_kernel_backward",                                       \
@@ -219,20 +225,23 @@ TORCH_LIBRARY(soft_mm, m) {
     m.impl("soft_attention_backward",                                        \
            &NoAutocast<soft_attention_backward_impl<GAUSS_BWD,               \
                                                     GAUSS_BWD_CONSUME>>::call); \
+    m.impl("depthwise_conv2d_weight_grad", &NoAutocast<DW_WGRAD>::call);     \
   }
 
 SOFT_REGISTER_DEVICE(CPU, gaussian_kernel_cpu, gaussian_kernel_backward_cpu,
-                     gaussian_kernel_backward_consume_aten, newton_inverse_cpu)
+                     gaussian_kernel_backward_consume_aten, newton_inverse_cpu,
+                     depthwise_conv2d_weight_grad_cpu)
 #ifdef WITH_CUDA
 SOFT_REGISTER_DEVICE(
     CUDA, gaussian_kernel_cuda, gaussian_kernel_backward_cuda,
     backward_without_consuming<gaussian_kernel_backward_cuda>,
-    newton_inverse_cuda)
+    newton_inverse_cuda, depthwise_conv2d_weight_grad_aten)
 #endif
 #ifdef WITH_NPU
 SOFT_REGISTER_DEVICE(PrivateUse1, gaussian_kernel_npu,
                      gaussian_kernel_backward_npu,
-                     gaussian_kernel_backward_consume_aten, newton_inverse_npu)
+                     gaussian_kernel_backward_consume_aten, newton_inverse_npu,
+                     depthwise_conv2d_weight_grad_aten)
 #endif
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -254,4 +263,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gaussian_kernel_aten", &gaussian_kernel_aten);
   m.def("gaussian_kernel_backward_aten", &gaussian_kernel_backward_aten);
   m.def("newton_inverse_aten", &newton_inverse_aten);
+  m.def("depthwise_conv2d_weight_grad_aten",
+        &depthwise_conv2d_weight_grad_aten);
 }

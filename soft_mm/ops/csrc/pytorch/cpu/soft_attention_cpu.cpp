@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <math.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -27,7 +28,9 @@ namespace cpu {
 const KernelTable& base_kernels() {
   static const KernelTable table{"base", base::gaussian_rows_f,
                                  base::gaussian_rows_d, base::newton_matrix_f,
-                                 base::newton_matrix_d};
+                                 base::newton_matrix_d,
+                                 base::depthwise_wgrad_rows_f,
+                                 base::depthwise_wgrad_rows_d};
   return table;
 }
 
@@ -51,6 +54,9 @@ template <typename T>
 struct Fns;
 template <>
 struct Fns<float> {
+  static DepthwiseWgradFn<float> depthwise(const KernelTable& t) {
+    return t.depthwise_wgrad_f;
+  }
   static GaussianRowsFn<float> gaussian(const KernelTable& t) {
     return t.gaussian_rows_f;
   }
@@ -60,6 +66,9 @@ struct Fns<float> {
 };
 template <>
 struct Fns<double> {
+  static DepthwiseWgradFn<double> depthwise(const KernelTable& t) {
+    return t.depthwise_wgrad_d;
+  }
   static GaussianRowsFn<double> gaussian(const KernelTable& t) {
     return t.gaussian_rows_d;
   }
@@ -162,6 +171,46 @@ Tensor newton_inverse_cpu(const Tensor& mat, int64_t iters, double ridge) {
     });
   });
   return out;
+}
+
+Tensor depthwise_conv2d_weight_grad_cpu(const Tensor& x, const Tensor& grad,
+                                        int64_t kernel_size) {
+  check_depthwise_inputs(x, grad, kernel_size);
+  const int64_t batch = x.size(0), h_len = x.size(1), w_len = x.size(2),
+                c_len = x.size(3), k = kernel_size;
+  // mkldnn's depthwise weight gradient for the shapes it is better at.
+  if (c_len % cpu::kColBlock != 0 || k < cpu::kDepthwiseMinKernel ||
+      k > cpu::kDepthwiseMaxKernel)
+    return depthwise_conv2d_weight_grad_aten(x, grad, kernel_size);
+  const auto dtype = compute_dtype({x, grad});
+  const int64_t rows = batch * h_len;
+  const Tensor xs = x.to(dtype).contiguous();
+  const Tensor gs = grad.to(dtype).contiguous();
+  // One (k, k, C) partial sum per task, summed at the end: a fixed task
+  // count (not the pool's chunking) keeps the result deterministic.
+  const int64_t tasks = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), rows));
+  Tensor partial = at::zeros({tasks, k, k, c_len}, xs.options());
+  if (rows > 0) {
+    const int64_t per_task = (rows + tasks - 1) / tasks;
+    const auto& table = *cpu::active_table().load();
+    AT_DISPATCH_FLOATING_TYPES(dtype, "soft_mm::depthwise_wgrad_cpu", [&] {
+      const auto fn = cpu::Fns<scalar_t>::depthwise(table);
+      const scalar_t* xp = xs.const_data_ptr<scalar_t>();
+      const scalar_t* gp = gs.const_data_ptr<scalar_t>();
+      scalar_t* pp = partial.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, tasks, 1, [&](int64_t s, int64_t e) {
+        for (int64_t t = s; t < e; ++t) {
+          const int64_t r0 = t * per_task;
+          const int64_t r1 = std::min(rows, r0 + per_task);
+          if (r0 < r1)
+            fn(xp, gp, r0, r1, h_len, w_len, c_len, k,
+               pp + t * k * k * c_len);
+        }
+      });
+    });
+  }
+  return partial.sum(0).permute({2, 0, 1}).contiguous();
 }
 
 }  // namespace soft_mm

@@ -20,7 +20,9 @@ namespace cpu {
 const KernelTable& avx2_kernels() {
   static const KernelTable table{"avx2", avx2::gaussian_rows_f,
                                  avx2::gaussian_rows_d, avx2::newton_matrix_f,
-                                 avx2::newton_matrix_d};
+                                 avx2::newton_matrix_d,
+                                 avx2::depthwise_wgrad_rows_f,
+                                 avx2::depthwise_wgrad_rows_d};
   return table;
 }
 

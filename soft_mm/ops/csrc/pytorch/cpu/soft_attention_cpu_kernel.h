@@ -221,6 +221,125 @@ inline void newton_matrix(const T* mat, int64_t m, int64_t mp, int64_t iters,
     for (int64_t j = 0; j < m; ++j) out[i * m + j] = v[i * mp + j];
 }
 
+// Weight gradient of a 'same' (k // 2-padded), stride-1 depthwise
+// convolution over channels-last maps: acc[i][j][c] += the sum over output
+// columns w of g[w][c] * x[w + j - k / 2][c] for one output row and one input
+// row (kernel row i). Taps j0 .. j0 + NJ - 1 stay in registers over the whole
+// w loop; columns where a tap falls outside the row (the padding) are
+// skipped, so no padded copy of x is needed. The rows are L1/L2-resident:
+// the maps are streamed from memory once.
+template <typename T, int NJ, int NV>
+inline void depthwise_wgrad_checked(const T* xrow, const T* grow, int64_t w,
+                                    int64_t w_len, int64_t c_len, int64_t pad,
+                                    int64_t j0, int64_t c0,
+                                    typename VecOf<T>::type (&acc)[NJ][NV]) {
+  using V = typename VecOf<T>::type;
+  constexpr int lanes = sizeof(V) / sizeof(T);
+  V gv[NV];
+  for (int v = 0; v < NV; ++v)
+    gv[v] = load<V>(grow + w * c_len + c0 + v * lanes);
+  for (int jj = 0; jj < NJ; ++jj) {
+    const int64_t col = w + j0 + jj - pad;
+    if (col < 0 || col >= w_len) continue;
+    for (int v = 0; v < NV; ++v)
+      acc[jj][v] += gv[v] * load<V>(xrow + col * c_len + c0 + v * lanes);
+  }
+}
+
+// NV vectors of channels at a time: NJ * NV independent accumulator chains
+// keep both FMA ports busy (one chain per tap alone would not).
+template <typename T, int NJ, int NV>
+inline void depthwise_wgrad_taps(const T* xrow, const T* grow, int64_t w_len,
+                                 int64_t c_len, int64_t pad, int64_t j0,
+                                 T* arow) {
+  using V = typename VecOf<T>::type;
+  constexpr int lanes = sizeof(V) / sizeof(T);
+  // Columns [w_lo, w_hi) have all NJ taps inside the row.
+  int64_t w_lo = pad - j0;
+  w_lo = w_lo < 0 ? 0 : (w_lo > w_len ? w_len : w_lo);
+  int64_t w_hi = w_len + pad - j0 - NJ + 1;
+  w_hi = w_hi < w_lo ? w_lo : (w_hi > w_len ? w_len : w_hi);
+  for (int64_t c0 = 0; c0 < c_len; c0 += NV * lanes) {
+    V acc[NJ][NV];
+    for (int jj = 0; jj < NJ; ++jj)
+      for (int v = 0; v < NV; ++v)
+        acc[jj][v] = load<V>(arow + (j0 + jj) * c_len + c0 + v * lanes);
+    for (int64_t w = 0; w < w_lo; ++w)
+      depthwise_wgrad_checked<T, NJ, NV>(xrow, grow, w, w_len, c_len, pad, j0,
+                                         c0, acc);
+    const T* xw = xrow + (w_lo + j0 - pad) * c_len + c0;
+    const T* gw = grow + w_lo * c_len + c0;
+    for (int64_t w = w_lo; w < w_hi; ++w, xw += c_len, gw += c_len) {
+      V gv[NV];
+      for (int v = 0; v < NV; ++v) gv[v] = load<V>(gw + v * lanes);
+      for (int jj = 0; jj < NJ; ++jj)
+        for (int v = 0; v < NV; ++v)
+          acc[jj][v] += gv[v] * load<V>(xw + jj * c_len + v * lanes);
+    }
+    for (int64_t w = w_hi; w < w_len; ++w)
+      depthwise_wgrad_checked<T, NJ, NV>(xrow, grow, w, w_len, c_len, pad, j0,
+                                         c0, acc);
+    for (int jj = 0; jj < NJ; ++jj)
+      for (int v = 0; v < NV; ++v)
+        store<V>(arow + (j0 + jj) * c_len + c0 + v * lanes, acc[jj][v]);
+  }
+}
+
+// Output rows [r0, r1) of the B * H rows: x and g are (B, H, W, C)
+// contiguous, acc the (k, k, C) partial sum of this task. C is a multiple
+// of the vector width.
+template <typename T>
+inline void depthwise_wgrad_rows(const T* x, const T* g, int64_t r0,
+                                 int64_t r1, int64_t h_len, int64_t w_len,
+                                 int64_t c_len, int64_t k, T* acc) {
+  const int64_t pad = k / 2;
+  // Two vectors of channels per step when C allows, taps then in groups of
+  // at most 5 (9 -> 5 + 4): <= 10 accumulators, 2 gradients and a load in
+  // the 16 vector registers. Otherwise one vector and groups of <= 8.
+  using V = typename VecOf<T>::type;
+  constexpr int64_t lanes = sizeof(V) / sizeof(T);
+  const bool two = c_len % (2 * lanes) == 0;
+  const int64_t max_taps = two ? 5 : 8;
+  const int64_t groups = (k + max_taps - 1) / max_taps,
+                per = (k + groups - 1) / groups;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / h_len, h = r % h_len;
+    const T* grow = g + r * w_len * c_len;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t hi = h + i - pad;
+      if (hi < 0 || hi >= h_len) continue;
+      const T* xrow = x + (b * h_len + hi) * w_len * c_len;
+      T* arow = acc + i * k * c_len;
+      for (int64_t j0 = 0; j0 < k; j0 += per) {
+        const int64_t nj = k - j0 < per ? k - j0 : per;
+        switch (nj * 2 + (two ? 1 : 0)) {
+#define SOFT_WGRAD_CASE(N)                                                 \
+  case 2 * N:                                                              \
+    depthwise_wgrad_taps<T, N, 1>(xrow, grow, w_len, c_len, pad, j0,       \
+                                  arow);                                   \
+    break;                                                                 \
+  case 2 * N + 1:                                                          \
+    if (N <= 5)                                                            \
+      depthwise_wgrad_taps<T, (N <= 5 ? N : 1), 2>(xrow, grow, w_len,      \
+                                                   c_len, pad, j0, arow);  \
+    break;
+          SOFT_WGRAD_CASE(1)
+          SOFT_WGRAD_CASE(2)
+          SOFT_WGRAD_CASE(3)
+          SOFT_WGRAD_CASE(4)
+          SOFT_WGRAD_CASE(5)
+          SOFT_WGRAD_CASE(6)
+          SOFT_WGRAD_CASE(7)
+          SOFT_WGRAD_CASE(8)
+#undef SOFT_WGRAD_CASE
+          default:
+            break;
+        }
+      }
+    }
+  }
+}
+
 inline void gaussian_rows_f(const float* x, int64_t rows, int64_t d,
                             const float* yt, const float* y_sq, int64_t m,
                             int64_t mp, float* out) {
@@ -240,6 +359,18 @@ inline void newton_matrix_d(const double* mat, int64_t m, int64_t mp,
                             int64_t iters, double ridge, double* work,
                             double* out) {
   newton_matrix<double>(mat, m, mp, iters, ridge, work, out);
+}
+
+inline void depthwise_wgrad_rows_f(const float* x, const float* g, int64_t r0,
+                                   int64_t r1, int64_t h_len, int64_t w_len,
+                                   int64_t c_len, int64_t k, float* acc) {
+  depthwise_wgrad_rows<float>(x, g, r0, r1, h_len, w_len, c_len, k, acc);
+}
+inline void depthwise_wgrad_rows_d(const double* x, const double* g,
+                                   int64_t r0, int64_t r1, int64_t h_len,
+                                   int64_t w_len, int64_t c_len, int64_t k,
+                                   double* acc) {
+  depthwise_wgrad_rows<double>(x, g, r0, r1, h_len, w_len, c_len, k, acc);
 }
 
 }  // namespace SOFT_CPU_ISA
