@@ -63,8 +63,11 @@ def get_extensions():
         return []
     sources += glob.glob(osp.join(csrc, 'pytorch', 'cpu', '*.cpp'))
     define_macros = []
-    # torch >= 2.10 headers need C++20.
-    extra_compile_args = {'cxx': ['-std=c++20', '-O3']}
+    # torch >= 2.10 headers need C++20. -fopenmp: at::parallel_for is a
+    # header template whose `#pragma omp parallel` is ignored without it, so
+    # every CPU kernel would run on one thread (torch's own libgomp, already
+    # loaded, provides the runtime; see _openmp_flags).
+    extra_compile_args = {'cxx': ['-std=c++20', '-O3', *_openmp_flags()]}
     extension = CppExtension
 
     with_cuda = (torch.version.cuda is not None and CUDA_HOME is not None
@@ -89,6 +92,15 @@ def get_extensions():
         define_macros=define_macros,
         extra_compile_args=extra_compile_args)
     return [ext], BuildExtension
+
+
+def _openmp_flags():
+    """``['-fopenmp']`` where torch's CPU parallel backend is OpenMP."""
+    import torch
+    if sys.platform == 'darwin' or 'OpenMP' not in \
+            torch.__config__.parallel_info():
+        return []
+    return ['-fopenmp']
 
 
 def add_mim_extension() -> None:
