@@ -72,7 +72,9 @@ from soft_mm.apis.benchmark_models import (ALL_MODELS, BACKBONE_MODELS,
 
 #: The ``soft_mm`` checkout this tool belongs to (the directory holding the
 #: package), imported by the measurements of the non-``before`` models.
-CURRENT_ROOT = osp.dirname(osp.dirname(osp.abspath(soft_mm.__file__)))
+#: realpath: tools/setup.sh links <site-packages>/soft_mm to the checkout,
+#: and the header should name the checkout (and its commit).
+CURRENT_ROOT = osp.dirname(osp.dirname(osp.realpath(soft_mm.__file__)))
 
 FIELDS = ('table', 'round', 'seq', 'model', 'pass', 'height', 'width',
           'batch', 'precision', 'compile', 'device', 'threads', 'status',
