@@ -162,6 +162,20 @@ def kernel_device(request, monkeypatch):
     ext.set_cpu_isa(before)
 
 
+@needs_ext
+def test_cpu_kernels_run_in_parallel():
+    """at::parallel_for in the extension really forks: without the parallel
+    backend's compile flag (-fopenmp) its pragma is silently ignored and
+    every CPU kernel runs on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert ext._ext.parallel_for_threads(64) == 2
+        assert ext._ext.parallel_for_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cuda_present_when_required():
     """tools/gpu/check.sh sets SOFT_MM_REQUIRE_CUDA=1: no silent skips."""
     if os.environ.get('SOFT_MM_REQUIRE_CUDA') == '1':

@@ -14,9 +14,13 @@
 // gradients come back in that compute dtype. Autograd, fake (meta) kernels
 // and dtype casts back to the inputs' dtypes are registered in Python
 // (soft_mm/ops/ext.py).
+#include <ATen/Parallel.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/extension.h>
 #include <torch/library.h>
+
+#include <set>
+#include <vector>
 
 #include "pytorch_cpp_helper.hpp"
 #include "soft_attention_common.h"
@@ -186,6 +190,18 @@ std::tuple<Tensor, Tensor> gaussian_backward_checked(const Tensor& grad,
   return F(grad, x, y, kernel);
 }
 
+// How many threads at::parallel_for used for `tasks` one-element tasks:
+// 1 when the extension was compiled without the parallel backend's flags
+// (e.g. OpenMP without -fopenmp, whose pragma is then silently ignored).
+int64_t parallel_for_threads(int64_t tasks) {
+  TORCH_CHECK(tasks >= 1, "parallel_for_threads: tasks must be >= 1");
+  std::vector<int> ids(tasks, -1);
+  at::parallel_for(0, tasks, 1, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) ids[i] = at::get_thread_num();
+  });
+  return static_cast<int64_t>(std::set<int>(ids.begin(), ids.end()).size());
+}
+
 }  // namespace
 }  // namespace soft_mm
 
@@ -249,6 +265,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("get_cpu_isa", &cpu::get_cpu_isa,
         "Instruction set of the active CPU kernels");
   m.def("set_cpu_isa", &cpu::set_cpu_isa, "Select 'base' or 'avx2' CPU kernels");
+  m.def("parallel_for_threads", &parallel_for_threads,
+        "Threads at::parallel_for used for n tasks (CPU kernels' parallelism)");
 #ifdef WITH_CUDA
   m.attr("with_cuda") = true;
 #else
