@@ -73,7 +73,9 @@ def _register() -> None:
 
     @fake('soft_mm::newton_inverse_backward')
     def _(grad, inv):
-        return torch.empty_like(inv)
+        # contiguous, as the kernels return it (empty_like would keep the
+        # strides of a transposed inv)
+        return inv.new_empty(inv.shape)
 
     @fake('soft_mm::soft_attention_forward')
     def _(q, landmarks, v, iters=NEWTON_ITERS, norm=False):

@@ -57,10 +57,14 @@ std::tuple<Tensor, Tensor> gaussian_backward_from_product_aten(
   // The GEMMs accumulate into the rowsum/colsum terms in place: one n x d
   // and one m x d allocation in all.
   const auto dtype = e.scalar_type();
+  // Contiguous gradients whatever the inputs' strides (an element-wise
+  // product would take x's layout): the fake kernel promises contiguous.
   const Tensor xs = x.to(dtype), ys = y.to(dtype);
-  Tensor gx = xs * e.sum(2, /*keepdim=*/true);
+  Tensor gx = at::empty(xs.sizes(), xs.options());
+  at::mul_out(gx, xs, e.sum(2, /*keepdim=*/true));
   gx.baddbmm_(e, ys, /*beta=*/-1);
-  Tensor gy = ys * e.sum(1).unsqueeze(2);
+  Tensor gy = at::empty(ys.sizes(), ys.options());
+  at::mul_out(gy, ys, e.sum(1).unsqueeze(2));
   gy.baddbmm_(e.transpose(1, 2), xs, /*beta=*/-1);
   return {gx, gy};
 }
