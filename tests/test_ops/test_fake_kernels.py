@@ -4,6 +4,8 @@ kernels return: shapes, dtypes and strides, for contiguous and strided
 inputs (``torch.library.opcheck``). ``torch.compile`` and ``torch.export``
 plan memory from them, so a wrong stride is a wrong program, not a wrong
 error message."""
+import functools
+
 import pytest
 import torch
 from torch.library import opcheck
@@ -27,7 +29,11 @@ def _spd(batch: int, m: int, dtype) -> torch.Tensor:
     return a @ a.transpose(1, 2) / m + torch.eye(m, dtype=dtype)
 
 
+@functools.lru_cache(maxsize=None)
 def _cases(dtype):
+    """Every case's op and inputs, built once per dtype (the names are read
+    at collection, the inputs by the tests)."""
+    torch.manual_seed(0)
     sm = torch.ops.soft_mm
     B, h, n, m, d = 2, 3, 37, 5, 8
     x = torch.randn(B * h, n, d, dtype=dtype)
@@ -47,8 +53,7 @@ def _cases(dtype):
         'gaussian-bwd': (sm.gaussian_kernel_backward,
                          (torch.randn_like(kernel), x, y, kernel)),
         'gaussian-bwd-strided': (sm.gaussian_kernel_backward,
-                                 (torch.randn_like(kernel).transpose(1, 2)
-                                  .contiguous().transpose(1, 2),
+                                 (_transposed(torch.randn_like(kernel), 1, 2),
                                   _transposed(x, 1, 2), y, kernel)),
         'newton': (sm.newton_inverse, (mat, 7)),
         'newton-transposed': (sm.newton_inverse, (mat.transpose(1, 2), 7)),
@@ -78,7 +83,6 @@ CASE_NAMES = list(_cases(torch.float64)) if ext.ext_available() else []
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('name', CASE_NAMES)
 def test_fake_kernels_match_the_cpu_kernels(name, dtype):
-    torch.manual_seed(0)
     op, args = _cases(dtype)[name]
     results = opcheck(op, args, test_utils=CHECKS)
     assert results == dict.fromkeys(CHECKS, 'SUCCESS'), results
