@@ -1,85 +1,13 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Public API of the SOFT attention op: input checks and implementation choice."""
-import warnings
-from typing import Optional
-
-import torch
+"""The public SOFT attention op and its two pieces: arguments are checked
+here, once, then the backend that :func:`~soft_mm.ops.select_backend`
+picks computes."""
 from torch import Tensor
 
-from . import ext
-from . import triton as triton_impl
-from .checks import check_attention_inputs, check_newton_iters
-from .reference import (NEWTON_ITERS, compute_dtype,
-                        soft_attention_reference)
-
-#: Implementations a caller may ask for: ``'auto'`` picks the fastest one
-#: that runs on the inputs' device, the others force one and raise if it
-#: cannot run. See :func:`soft_attention` and ``docs/ops.md``.
-IMPLS = ('auto', 'cpu', 'cuda', 'npu', 'triton', 'reference')
-
-# Device types 'auto' already warned about falling back on (warn once each).
-_warned_fallback = set()
-
-
-def resolve_impl(impl: str,
-                 device_type: str,
-                 dtype: Optional[torch.dtype] = None) -> str:
-    """The implementation that will run: ``'ext'``, ``'triton'`` or
-    ``'reference'``.
-
-    ``'auto'``: on CUDA the Triton kernels when Triton works there (not for
-    float64 inputs, which the C++ kernels handle natively), else the
-    extension's kernel for the device, else the reference with one warning
-    per device type. CPU tensors never go to Triton under ``'auto'``.
-
-    Args:
-        impl (str): One of :data:`IMPLS`.
-        device_type (str): ``device.type`` of the inputs.
-        dtype (torch.dtype, optional): The inputs' compute dtype, if known.
-
-    Returns:
-        str: ``'ext'``, ``'triton'`` or ``'reference'``.
-    """
-    if impl not in IMPLS:
-        raise ValueError(f'soft_attention: unknown impl {impl!r}, '
-                         f'choose from {IMPLS}')
-    if impl == 'reference':
-        return 'reference'
-    if impl == 'triton':
-        triton_impl.require(device_type)
-        return 'triton'
-    has_kernel = device_type in ext.ext_device_types()
-    if impl == 'auto':
-        if (device_type == 'cuda' and dtype != torch.float64
-                and triton_impl.triton_works(device_type)):
-            return 'triton'
-        if has_kernel:
-            return 'ext'
-        if device_type == 'cuda' and triton_impl.triton_works(device_type):
-            return 'triton'
-        if device_type not in _warned_fallback:
-            _warned_fallback.add(device_type)
-            why = (ext.EXT_ERROR if not ext.ext_available() else
-                   f'it was built without {device_type} kernels')
-            warnings.warn(
-                f'soft_attention: no soft_mm._ext kernel for {device_type} '
-                f'({why}); using the slower pure-PyTorch reference. Build the '
-                'extension with `python setup.py build_ext --inplace` (or '
-                "pass impl='reference' to silence this).")
-        return 'reference'
-    if impl != device_type:
-        raise ValueError(f'soft_attention: impl={impl!r} needs inputs on '
-                         f'{impl}, got {device_type} tensors')
-    if not ext.ext_available():
-        raise RuntimeError(f'soft_attention: impl={impl!r} needs the '
-                           f'soft_mm._ext extension: {ext.EXT_ERROR}')
-    if not has_kernel:
-        raise RuntimeError(
-            f'soft_attention: impl={impl!r} but soft_mm._ext was built '
-            f'without {impl} kernels (built for {ext.ext_device_types()}); '
-            'rebuild on a machine with the toolkit (FORCE_CUDA=1 / '
-            'FORCE_NPU=1)')
-    return 'ext'
+from .checks import (check_attention_inputs, check_newton_iters,
+                     check_newton_matrix, check_point_sets)
+from .dispatch import get_backend, resolve_impl
+from .reference import NEWTON_ITERS, NEWTON_RIDGE, compute_dtype
 
 
 def soft_attention(q: Tensor,
@@ -98,33 +26,72 @@ def soft_attention(q: Tensor,
         newton_iters (int): Newton iterations for ``B^-1``. Defaults to 20.
         norm (bool): SOFT-Norm (symmetric degree normalisation of ``B^-1``).
             Defaults to False.
-        impl (str): ``'auto'`` (see :func:`resolve_impl`), ``'cpu'``,
-            ``'cuda'``, ``'npu'`` (that kernel of ``soft_mm._ext``, or an
-            error), ``'triton'`` (the Triton kernels: CUDA tensors, or CPU
-            tensors under ``TRITON_INTERPRET=1``) or ``'reference'`` (pure
-            PyTorch). Defaults to ``'auto'``.
+        impl (str): ``'auto'`` (see :func:`~soft_mm.ops.select_backend`),
+            ``'ext'`` (the compiled extension's kernel for the inputs'
+            device), ``'triton'`` (CUDA tensors, or CPU tensors under
+            ``TRITON_INTERPRET=1``) or ``'reference'`` (pure PyTorch).
+            Defaults to ``'auto'``.
 
     Returns:
         Tensor: ``(B, h, n, dv)`` in the dtype of ``v``.
     """
     check_attention_inputs(q, landmarks, v)
     check_newton_iters(newton_iters)
-    chosen = resolve_impl(impl, q.device.type,
-                          compute_dtype(q, landmarks, v))
-    if chosen == 'ext':
-        return ext.soft_attention_fused(q, landmarks, v, newton_iters, norm)
-    if chosen == 'triton':
-        if impl != 'auto':
-            return triton_impl.soft_attention_triton(q, landmarks, v,
-                                                     newton_iters, norm)
-        try:
-            return triton_impl.soft_attention_triton(q, landmarks, v,
-                                                     newton_iters, norm)
-        except triton_impl.compile_errors() as e:
-            # A shape the self-check did not cover cannot compile or does
-            # not fit the device: 'auto' falls back for good, once warned.
-            # (Forward only: a backward that fails has no fallback here.)
-            triton_impl.disable(q.device.type, f'{type(e).__name__}: {e}')
-            return soft_attention(q, landmarks, v, newton_iters=newton_iters,
-                                  norm=norm, impl=impl)
-    return soft_attention_reference(q, landmarks, v, newton_iters, norm)
+    device_type = q.device.type
+    backend = get_backend(
+        resolve_impl(impl, device_type, compute_dtype(q, landmarks, v)))
+    if impl != 'auto' or not backend.launch_errors:
+        return backend.attention(q, landmarks, v, newton_iters, bool(norm))
+    try:
+        return backend.attention(q, landmarks, v, newton_iters, bool(norm))
+    except backend.launch_errors as e:
+        # A shape the backend's self-check did not cover cannot compile or
+        # does not fit the device: 'auto' falls back for good, once warned.
+        # (Forward only: a backward that fails has no fallback here.)
+        backend.disable(device_type, f'{type(e).__name__}: {e}')
+        return soft_attention(q, landmarks, v, newton_iters=newton_iters,
+                              norm=norm, impl=impl)
+
+
+def gaussian_kernel(x: Tensor, y: Tensor, *, impl: str = 'reference') -> Tensor:
+    """``exp(-||x_i - y_j||^2 / 2)`` for all pairs.
+
+    Args:
+        x (Tensor): ``(..., n, d)``.
+        y (Tensor): ``(..., m, d)`` with the same leading dims.
+        impl (str): As for :func:`soft_attention`. Defaults to
+            ``'reference'``, which returns the inputs' dtype; the kernels
+            return float32 (float64 for float64 inputs).
+
+    Returns:
+        Tensor: ``(..., n, m)`` with entries in ``(0, 1]``.
+    """
+    check_point_sets(x, y)
+    backend = get_backend(resolve_impl(impl, x.device.type,
+                                       compute_dtype(x, y)))
+    return backend.gaussian_kernel(x, y)
+
+
+def newton_inverse(mat: Tensor,
+                   iters: int = NEWTON_ITERS,
+                   ridge: float = NEWTON_RIDGE,
+                   *,
+                   impl: str = 'reference') -> Tensor:
+    """SOFT's Newton inverse of ``mat + ridge * I``, differentiable with the
+    analytic gradient ``-V^T G V^T``.
+
+    Args:
+        mat (Tensor): ``(..., m, m)``.
+        iters (int): Iterations, >= 0. Defaults to 20.
+        ridge (float): Diagonal ridge. Defaults to 0.01.
+        impl (str): As for :func:`gaussian_kernel`. Defaults to
+            ``'reference'``.
+
+    Returns:
+        Tensor: ``(..., m, m)``.
+    """
+    check_newton_matrix(mat)
+    check_newton_iters(iters, 'iters', 'newton_inverse')
+    backend = get_backend(resolve_impl(impl, mat.device.type,
+                                       compute_dtype(mat)))
+    return backend.newton_inverse(mat, iters, ridge)

@@ -1,5 +1,7 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Input checks shared by every implementation of the SOFT attention op."""
+"""Argument checks of the public SOFT attention functions: each runs once,
+at the public entry, before any backend is chosen; the error names the
+argument and what it got."""
 from torch import Tensor
 
 
@@ -40,13 +42,54 @@ def check_attention_inputs(q: Tensor, landmarks: Tensor, v: Tensor) -> None:
         raise ValueError('soft_attention: at least one landmark is needed')
 
 
-def check_newton_iters(newton_iters: int) -> None:
-    """Raise a clear error unless ``newton_iters`` is an int >= 0.
+def check_newton_iters(newton_iters: int, name: str = 'newton_iters',
+                       owner: str = 'soft_attention') -> None:
+    """Raise a clear error unless the iteration count is an int >= 0.
 
     Args:
         newton_iters (int): Newton iterations asked for.
+        name (str): The argument's name, for the message.
+        owner (str): The function, for the message.
     """
     if (isinstance(newton_iters, bool) or not isinstance(newton_iters, int)
             or newton_iters < 0):
-        raise ValueError('soft_attention: newton_iters must be an int >= 0, '
-                         f'got {newton_iters!r}')
+        raise ValueError(f'{owner}: {name} must be an int >= 0, got '
+                         f'{newton_iters!r}')
+
+
+def _check_batched(owner: str, arg: str, t, what: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f'{owner}: {arg} must be a Tensor, got '
+                        f'{type(t).__name__}')
+    if t.dim() < 2:
+        raise ValueError(f'{owner}: {arg} must be {what} (at least 2-D), '
+                         f'got shape {tuple(t.shape)}')
+    if not t.is_floating_point():
+        raise TypeError(f'{owner}: {arg} must be a floating point tensor, '
+                        f'got {t.dtype}')
+
+
+def check_point_sets(x: Tensor, y: Tensor) -> None:
+    """Raise a clear error unless ``x`` ``(..., n, d)`` and ``y``
+    ``(..., m, d)`` are float tensors on one device sharing the leading
+    dims and ``d``."""
+    owner = 'gaussian_kernel'
+    _check_batched(owner, 'x', x, '(..., n, d)')
+    _check_batched(owner, 'y', y, '(..., m, d)')
+    if x.shape[:-2] != y.shape[:-2] or x.shape[-1] != y.shape[-1]:
+        raise ValueError(f'{owner}: x (..., n, d) and y (..., m, d) must '
+                         'share the leading dims and d, got '
+                         f'{tuple(x.shape)} and {tuple(y.shape)}')
+    if x.device != y.device:
+        raise ValueError(f'{owner}: x and y must be on one device, got '
+                         f'{x.device} and {y.device}')
+
+
+def check_newton_matrix(mat: Tensor) -> None:
+    """Raise a clear error unless ``mat`` is a float ``(..., m, m)`` with
+    ``m >= 1``."""
+    owner = 'newton_inverse'
+    _check_batched(owner, 'mat', mat, '(..., m, m)')
+    if mat.shape[-1] != mat.shape[-2] or mat.shape[-1] < 1:
+        raise ValueError(f'{owner}: mat must be (..., m, m) with m >= 1, '
+                         f'got shape {tuple(mat.shape)}')

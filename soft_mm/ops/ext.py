@@ -1,13 +1,13 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""The compiled SOFT attention kernels (``soft_mm._ext``) as autograd-aware,
-``torch.compile``/``torch.export``-traceable PyTorch ops.
+"""The compiled extension ``soft_mm._ext`` as a backend of the SOFT
+attention op (``impl='ext'``).
 
 The C++ library defines the ops ``torch.ops.soft_mm.*`` and their CPU, CUDA
-and NPU kernels (``soft_mm/ops/csrc``). This module registers what belongs to
-Python: fake (meta) kernels for tracing, and the backward formulas through
+and NPU kernels (``soft_mm/ops/csrc``). This module loads it and registers
+what belongs to Python: fake (meta) kernels for ``torch.compile`` /
+``torch.export``, and the backward formulas through
 ``torch.library.register_autograd``. The kernels compute in float32 (float64
-for float64 inputs); the wrappers below cast gradients back to the dtype of
-each input.
+for float64 inputs); gradients are cast back to the dtype of each input.
 """
 import importlib
 from typing import Optional, Tuple
@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .checks import check_attention_inputs, check_newton_iters
+from .backend import Backend
 from .reference import NEWTON_ITERS, NEWTON_RIDGE, compute_dtype
 
 #: Why the extension is unusable, or None when it loaded.
@@ -160,88 +160,46 @@ if _ext is not None:
     _register()
 
 
+def extension():
+    """The loaded ``soft_mm._ext`` module (its pybind functions: the ATen
+    kernels, the CPU instruction set, ...), or None when it did not load."""
+    return _ext
+
+
+class ExtBackend(Backend):
+    """The kernels of ``soft_mm._ext`` for the inputs' device."""
+
+    name = 'ext'
+
+    def unavailable_reason(self, device_type: str) -> Optional[str]:
+        if _ext is None:
+            return ('soft_mm._ext is not available (build it with `python '
+                    f'setup.py build_ext --inplace`): {EXT_ERROR}')
+        if device_type not in ext_device_types():
+            return (f'soft_mm._ext was built without {device_type} kernels '
+                    f'(built for {ext_device_types()}); rebuild on a machine '
+                    'with the toolkit (FORCE_CUDA=1 / FORCE_NPU=1)')
+        return None
+
+    def attention(self, q, landmarks, v, newton_iters, norm):
+        return torch.ops.soft_mm.soft_attention_forward(
+            q, landmarks, v, newton_iters, norm)[0]
+
+    def gaussian_kernel(self, x, y):
+        lead = x.shape[:-2]
+        out = torch.ops.soft_mm.gaussian_kernel(
+            x.reshape(-1, *x.shape[-2:]), y.reshape(-1, *y.shape[-2:]))
+        return out.view(*lead, x.shape[-2], y.shape[-2])
+
+    def newton_inverse(self, mat, iters, ridge):
+        out = torch.ops.soft_mm.newton_inverse(
+            mat.reshape(-1, *mat.shape[-2:]), iters, ridge)
+        return out.view(mat.shape)
+
+
 def _require_ext() -> None:
     if _ext is None:
-        raise RuntimeError('soft_mm._ext is not available (build it with '
-                           '`python setup.py build_ext --inplace`): '
-                           f'{EXT_ERROR}')
-
-
-def _check_batched(name: str, arg: str, t: Tensor, what: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f'{name}: {arg} must be a Tensor, got {type(t)}')
-    if t.dim() < 2:
-        raise ValueError(f'{name}: {arg} must be {what} (at least 2-D), got '
-                         f'shape {tuple(t.shape)}')
-    if not t.is_floating_point():
-        raise TypeError(f'{name}: {arg} must be a floating point tensor, got '
-                        f'{t.dtype}')
-
-
-def gaussian_kernel_fused(x: Tensor, y: Tensor) -> Tensor:
-    """Fused ``exp(-||x_i - y_j||^2 / 2)`` from the extension.
-
-    Args:
-        x (Tensor): ``(..., n, d)``.
-        y (Tensor): ``(..., m, d)`` with the same leading dims.
-
-    Returns:
-        Tensor: ``(..., n, m)`` in float32 (float64 for float64 inputs).
-    """
-    _require_ext()
-    _check_batched('gaussian_kernel_fused', 'x', x, '(..., n, d)')
-    _check_batched('gaussian_kernel_fused', 'y', y, '(..., m, d)')
-    if x.shape[:-2] != y.shape[:-2] or x.shape[-1] != y.shape[-1]:
-        raise ValueError('gaussian_kernel_fused: x (..., n, d) and y '
-                         '(..., m, d) must share the leading dims and d, got '
-                         f'{tuple(x.shape)} and {tuple(y.shape)}')
-    lead = x.shape[:-2]
-    out = torch.ops.soft_mm.gaussian_kernel(
-        x.reshape(-1, *x.shape[-2:]), y.reshape(-1, *y.shape[-2:]))
-    return out.view(*lead, x.shape[-2], y.shape[-2])
-
-
-def newton_inverse_fused(mat: Tensor,
-                         iters: int = NEWTON_ITERS,
-                         ridge: float = NEWTON_RIDGE) -> Tensor:
-    """SOFT's batched Newton inverse of ``mat + ridge * I`` from the extension.
-
-    Args:
-        mat (Tensor): ``(..., m, m)``.
-        iters (int): Iterations, >= 0. Defaults to 20.
-        ridge (float): Diagonal ridge. Defaults to 0.01.
-
-    Returns:
-        Tensor: ``(..., m, m)`` in float32 (float64 for float64 inputs).
-    """
-    _require_ext()
-    _check_batched('newton_inverse_fused', 'mat', mat, '(..., m, m)')
-    if mat.shape[-1] != mat.shape[-2] or mat.shape[-1] < 1:
-        raise ValueError('newton_inverse_fused: mat must be (..., m, m) with '
-                         f'm >= 1, got shape {tuple(mat.shape)}')
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
-        raise ValueError('newton_inverse_fused: iters must be an int >= 0, '
-                         f'got {iters!r}')
-    out = torch.ops.soft_mm.newton_inverse(
-        mat.reshape(-1, *mat.shape[-2:]), iters, ridge)
-    return out.view(mat.shape)
-
-
-def soft_attention_fused(q: Tensor,
-                         landmarks: Tensor,
-                         v: Tensor,
-                         newton_iters: int = NEWTON_ITERS,
-                         norm: bool = False) -> Tensor:
-    """The fused SOFT attention op; see :func:`soft_mm.ops.soft_attention`.
-
-    Returns:
-        Tensor: ``(B, h, n, dv)`` in the dtype of ``v``.
-    """
-    _require_ext()
-    check_attention_inputs(q, landmarks, v)
-    check_newton_iters(newton_iters)
-    return torch.ops.soft_mm.soft_attention_forward(q, landmarks, v,
-                                                    newton_iters, norm)[0]
+        raise RuntimeError(ExtBackend().unavailable_reason('cpu'))
 
 
 def set_cpu_isa(isa: str) -> bool:

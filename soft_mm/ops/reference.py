@@ -13,9 +13,13 @@ The attention is ``X = (A @ B^-1) @ (A^T @ V)`` with the Gaussian kernels
 ``B^-1`` being SOFT's fixed 20-step Newton iteration (see ``docs/design.md``,
 sections "Attention" and "Newton inverse and its gradient").
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .backend import Backend
 
 #: The iteration count of the published models; part of the model itself.
 NEWTON_ITERS = 20
@@ -201,3 +205,22 @@ def soft_attention_reference(q: Tensor,
     # Association order (A B^-1)(A^T V) keeps memory O(n m).
     context = kernel_ql.to(v.dtype).transpose(-1, -2) @ v
     return weights.to(v.dtype) @ context
+
+
+class ReferenceBackend(Backend):
+    """The functions above as a backend (``impl='reference'``): runs on
+    every device."""
+
+    name = 'reference'
+
+    def unavailable_reason(self, device_type: str) -> Optional[str]:
+        return None
+
+    def attention(self, q, landmarks, v, newton_iters, norm):
+        return soft_attention_reference(q, landmarks, v, newton_iters, norm)
+
+    def gaussian_kernel(self, x, y):
+        return gaussian_kernel(x, y)
+
+    def newton_inverse(self, mat, iters, ridge):
+        return newton_inverse(mat, iters, ridge)

@@ -12,20 +12,25 @@ runs it directly. Every kernel output is allocated NaN-filled
 the comparison.
 """
 
+import warnings
+from functools import partial
+
 import pytest
 import torch
 
-from soft_mm.ops import attention as attention_module
-from soft_mm.ops import reference, resolve_impl, soft_attention
-from soft_mm.ops import triton as triton_impl
-from soft_mm.ops.reference import soft_attention_reference
+from soft_mm.ops import (gaussian_kernel, get_backend, newton_inverse,
+                         reference, soft_attention, soft_attention_reference)
+from soft_mm.ops.triton import TritonBackend
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
-if not triton_impl.triton_available():
-    pytest.skip(f'triton not importable: {triton_impl.TRITON_ERROR}',
+TRITON = get_backend('triton')
+if TRITON.import_error() is not None:
+    pytest.skip(f'triton not importable: {TRITON.import_error()}',
                 allow_module_level=True)
-assert DEVICE == 'cuda' or triton_impl._interpreter_ready(), \
+assert DEVICE in TRITON.device_types(), \
     'run with TRITON_INTERPRET=1 (conftest.py leaves this module out else)'
+gaussian_kernel_triton = partial(gaussian_kernel, impl='triton')
+newton_inverse_triton = partial(newton_inverse, impl='triton')
 
 HALF = [torch.float16, torch.bfloat16]
 # Relative error allowed against the float64 reference, per input dtype:
@@ -85,7 +90,7 @@ def test_gaussian_kernel(dtype, shape):
     tol = TOL[dtype] if dtype == torch.float64 else 1e-5
     # Half outputs come back in float32 (the compute dtype), so only the
     # gradients (cast to the input dtype) see the half rounding.
-    got = grads_of(triton_impl.gaussian_kernel_triton,
+    got = grads_of(gaussian_kernel_triton,
                    [x.to(DEVICE), y.to(DEVICE)])
     want = grads_of(reference.gaussian_kernel, [x.double(), y.double()])
     assert got[0].dtype == (torch.float64 if dtype == torch.float64 else
@@ -100,7 +105,7 @@ def test_gaussian_kernel_nan_and_clamp():
     """A NaN input stays NaN (not exp(0) = 1); equal points give <= 1."""
     x = randn(2, 20, 32, scale=0.3).float()
     x[1, 5, 3] = float('nan')
-    k = triton_impl.gaussian_kernel_triton(x.to(DEVICE), x[:, :9].to(DEVICE))
+    k = gaussian_kernel_triton(x.to(DEVICE), x[:, :9].to(DEVICE))
     assert torch.isnan(k[1, 5]).all()
     k[1, 5] = 0
     k[1, :, 5] = 0
@@ -121,7 +126,7 @@ def landmark_kernel(b, m, d=32, scale=0.3, seed=0):
 def test_newton_inverse(dtype, m):
     """On chip up to m = 64, batched GEMMs at 65; backward -V^T G V^T."""
     mat = landmark_kernel(3, m, seed=m).to(dtype)
-    assert_matches_float64(triton_impl.newton_inverse_triton,
+    assert_matches_float64(newton_inverse_triton,
                            reference.newton_inverse, [mat],
                            TOL[dtype] * (1 if dtype == torch.float64 else 10),
                            ['inv', 'dmat'])
@@ -134,21 +139,11 @@ def test_newton_constants_and_steps(m):
     inverse and must still match the reference's iterate."""
     mat = landmark_kernel(2, m, scale=0.02, seed=3)
     for iters, ridge in [(0, 0.01), (1, 0.01), (1, 0.5), (20, 0.01)]:
-        got = triton_impl.newton_inverse_triton(mat.to(DEVICE), iters, ridge)
+        got = newton_inverse_triton(mat.to(DEVICE), iters, ridge)
         want = reference.newton_iterate(mat, iters, ridge)
         assert rel_err(got.cpu(), want) < 1e-10, (iters, ridge)
     exact = torch.linalg.inv(mat + 0.01 * torch.eye(m, dtype=mat.dtype))
     assert rel_err(got.cpu(), exact) > 1e-3
-
-
-def test_newton_input_errors():
-    mat = landmark_kernel(1, 5).to(DEVICE)
-    with pytest.raises(ValueError, match='iters must be an int >= 0'):
-        triton_impl.newton_inverse_triton(mat, -1)
-    with pytest.raises(ValueError, match=r'mat must be \(\.\.\., m, m\)'):
-        triton_impl.newton_inverse_triton(mat[0, 0])
-    with pytest.raises(ValueError, match=r'mat must be \(\.\.\., m, m\)'):
-        triton_impl.newton_inverse_triton(mat[..., :3])
 
 
 # ---------------------------------------------------------------------------
@@ -283,62 +278,39 @@ def test_torch_compile_fullgraph():
 # Implementation choice and errors.
 
 
-def test_input_errors():
+def test_head_dims_beyond_the_kernels_are_refused():
     q, lm, v = [t.float().to(DEVICE) for t in attention_inputs((1, 2, 8, 3,
                                                                 4))]
-    with pytest.raises(ValueError, match='must be 4-D'):
-        soft_attention(q[0], lm, v, impl='triton')
-    with pytest.raises(ValueError, match='share d'):
-        soft_attention(q, lm[..., :3], v, impl='triton')
-    with pytest.raises(ValueError, match='newton_iters'):
-        soft_attention(q, lm, v, impl='triton', newton_iters=-1)
     with pytest.raises(ValueError, match='head dims up to 256'):
         soft_attention(q, lm, v.new_zeros(1, 2, 8, 300), impl='triton')
 
 
-def test_triton_needs_cuda_or_interpreter(monkeypatch):
-    monkeypatch.setattr(triton_impl, 'interpreting', lambda: False)
-    if not torch.cuda.is_available():
-        q, lm, v = [t.float() for t in attention_inputs((1, 2, 8, 3, 4))]
-        with pytest.raises(ValueError, match='TRITON_INTERPRET=1'):
-            soft_attention(q, lm, v, impl='triton')
-    monkeypatch.setattr(triton_impl, 'TRITON_ERROR', 'ImportError: simulated')
-    with pytest.raises(RuntimeError, match='simulated'):
-        resolve_impl('triton', 'cuda')
-
-
-def test_auto_choice(monkeypatch):
-    """'auto': Triton on CUDA when it works (not for float64), else the C++
-    kernel; CPU tensors never go to Triton; 'cuda' forces the C++ kernel."""
-    monkeypatch.setattr(triton_impl, 'triton_works', lambda dev: True)
-    monkeypatch.setattr(attention_module.ext, 'ext_device_types',
-                        lambda: ('cpu', 'cuda'))
-    monkeypatch.setattr(attention_module.ext, '_ext', object())
-    assert resolve_impl('auto', 'cuda', torch.float32) == 'triton'
-    assert resolve_impl('auto', 'cuda', torch.float64) == 'ext'
-    assert resolve_impl('auto', 'cpu', torch.float32) == 'ext'
-    assert resolve_impl('cuda', 'cuda', torch.float32) == 'ext'
-    monkeypatch.setattr(triton_impl, 'triton_works', lambda dev: False)
-    assert resolve_impl('auto', 'cuda', torch.float32) == 'ext'
-
-
-def test_triton_works_self_check(monkeypatch):
+def test_self_check(monkeypatch):
     """The self-check behind 'auto' passes from inside an autocast no_grad
     region (a TF32 / half reference or a disabled autograd must not fail
     it), and a kernel that raises makes it False with one warning."""
-    import warnings
-    monkeypatch.setattr(triton_impl, '_works', {})
+    backend = TritonBackend()  # its own, unchecked state
     amp = torch.bfloat16 if DEVICE == 'cpu' else torch.float16
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         with torch.no_grad(), torch.autocast(DEVICE, dtype=amp):
-            assert triton_impl.triton_works(DEVICE)
-    monkeypatch.setattr(triton_impl, '_works', {})
+            assert backend.verified(DEVICE)
+    backend = TritonBackend()
 
     def broken(*args, **kwargs):
         raise RuntimeError('simulated compile failure')
 
-    monkeypatch.setattr(triton_impl, 'gaussian_kernel_triton', broken)
+    monkeypatch.setattr(backend, 'gaussian_kernel', broken)
     with pytest.warns(UserWarning, match='simulated compile failure'):
-        assert not triton_impl.triton_works(DEVICE)
-    assert not triton_impl.triton_works(DEVICE)  # cached, no second warning
+        assert not backend.verified(DEVICE)
+    assert not backend.verified(DEVICE)  # cached, no second warning
+
+
+def test_disable_warns_once():
+    backend = TritonBackend()
+    with pytest.warns(UserWarning, match='out of shared memory') as record:
+        backend.disable(DEVICE, 'OutOfResources: out of shared memory')
+        backend.disable(DEVICE, 'OutOfResources: out of shared memory')
+    assert len(record) == 1
+    assert not backend.verified(DEVICE) and not backend.auto_ok(DEVICE)
+    assert isinstance(backend.launch_errors, tuple) and backend.launch_errors

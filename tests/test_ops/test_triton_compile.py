@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from soft_mm.ops import triton as triton_impl
+from soft_mm.ops import get_backend
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(ROOT, 'tools', 'gpu', 'compile_triton.py')
@@ -30,8 +30,8 @@ def _ptxas():
 
 
 @pytest.mark.skipif(
-    not triton_impl.triton_available(),
-    reason=f'triton not importable: {triton_impl.TRITON_ERROR}')
+    get_backend('triton').import_error() is not None,
+    reason=f"triton: {get_backend('triton').import_error()}")
 def test_kernels_compile_for_sm90():
     ptxas = _ptxas()
     if not ptxas or not osp.exists(ptxas):

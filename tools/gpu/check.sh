@@ -27,6 +27,8 @@ OUT="${OUT:-work_dirs/gpu_check}"
 mkdir -p "$OUT"
 # The python that holds torch: `python` where it exists, else `python3`.
 PY="${PYTHON:-$(command -v python || command -v python3)}"
+# soft_mm is not installed on the lent GPU image: import it from this checkout.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 tests_rc=0
 
 if [ "$DRY_RUN" = 1 ]; then

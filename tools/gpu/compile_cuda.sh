@@ -19,9 +19,9 @@ out="$(mktemp -d "${TMPDIR:-/tmp}/soft_mm_cuda_build.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
 echo "soft_mm: compiling the CUDA extension for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST in $out"
 start=$(date +%s)
+# `python -` puts the working directory (the repository root) on sys.path.
 python - "$out" <<'PY'
 import os, sys
-sys.path.insert(0, os.getcwd())
 out = sys.argv[1]
 import setup as soft_setup  # only get_extensions() is used
 from setuptools import setup

@@ -37,9 +37,6 @@ from concurrent.futures import ProcessPoolExecutor
 if os.environ.get('TRITON_INTERPRET', '0') not in ('', '0'):
     sys.exit('compile_triton.py: unset TRITON_INTERPRET (it compiles for '
              'the GPU, not the interpreter)')
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-
 import torch  # noqa: E402
 
 #: Largest shared memory one block may use, by compute capability (opt-in

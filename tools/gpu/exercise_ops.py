@@ -17,29 +17,17 @@ kernels by 10-100x.
         --impl triton --check                              # Triton on CPU
 """
 import argparse
-import os.path as osp
 import sys
 
 import torch
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from soft_mm.ops import ext, soft_attention  # noqa: E402
-from soft_mm.ops import triton as triton_impl  # noqa: E402
-from soft_mm.ops.reference import soft_attention_reference  # noqa: E402
+from soft_mm.ops import (gaussian_kernel, get_backend, newton_inverse,
+                         soft_attention, soft_attention_reference)
 
 #: (B, h, n, m, d): SOFT-tiny's stage-1 head, m = 1, n = 1, m not a multiple
 #: of any tile, m at and just past the on-chip Newton limit (64).
 SHAPES = [(1, 2, 196, 49, 32), (2, 1, 37, 1, 8), (1, 3, 1, 5, 16),
           (1, 2, 130, 37, 24), (1, 1, 70, 64, 32), (1, 1, 70, 65, 32)]
-
-
-def pieces(impl):
-    """The op's separate Gaussian-kernel and Newton functions of ``impl``."""
-    if impl == 'triton':
-        return (triton_impl.gaussian_kernel_triton,
-                triton_impl.newton_inverse_triton)
-    return ext.gaussian_kernel_fused, ext.newton_inverse_fused
 
 
 def exercise(device: str, impl: str, dtype: torch.dtype, norm: bool, shape,
@@ -56,13 +44,11 @@ def exercise(device: str, impl: str, dtype: torch.dtype, norm: bool, shape,
     q = (rand(b, h, n, d) * d**-0.25).requires_grad_()
     landmarks = (rand(b, h, m, d) * d**-0.25).requires_grad_()
     v = rand(b, h, n, d).requires_grad_()
-    op_impl = device if impl == 'ext' else impl
-    out = soft_attention(q, landmarks, v, norm=norm, impl=op_impl)
+    out = soft_attention(q, landmarks, v, norm=norm, impl=impl)
     out.backward(torch.randn_like(out))
-    gaussian, newton = pieces(impl)
-    kernel = gaussian(q.detach().float(), landmarks.detach().float())
-    inv = newton(
-        gaussian(landmarks.detach().float(), landmarks.detach().float()))
+    lm32 = landmarks.detach().float()
+    kernel = gaussian_kernel(q.detach().float(), lm32, impl=impl)
+    inv = newton_inverse(gaussian_kernel(lm32, lm32, impl=impl), impl=impl)
     if device == 'cuda':
         torch.cuda.synchronize()
     values = [out.detach(), q.grad, landmarks.grad, v.grad, kernel, inv]
@@ -89,20 +75,12 @@ def main(argv=None) -> int:
     parser.add_argument('--check', action='store_true',
                         help='also compare the forward with the reference')
     args = parser.parse_args(argv)
-    if args.impl == 'ext' and args.device not in ext.ext_device_types():
-        print(f'error: soft_mm._ext has no {args.device} kernels '
-              f'(built for {ext.ext_device_types()})', file=sys.stderr)
+    try:
+        get_backend(args.impl).require(args.device)
+    except (RuntimeError, ValueError) as e:
+        print(f'error: the {args.impl} kernels cannot run on {args.device}: '
+              f'{e}', file=sys.stderr)
         return 1
-    if args.impl == 'triton':
-        try:
-            triton_impl.require(args.device)
-            if args.device == 'cpu' and not triton_impl._interpreter_ready():
-                raise RuntimeError('set TRITON_INTERPRET=1 in the '
-                                   'environment to run on CPU')
-        except (RuntimeError, ValueError) as e:
-            print(f'error: Triton kernels unusable on {args.device}: {e}',
-                  file=sys.stderr)
-            return 1
     dtypes = [torch.float32]
     if args.impl == 'ext' or args.device == 'cuda':
         dtypes.append(torch.float64)  # (slow under the interpreter)

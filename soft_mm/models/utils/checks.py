@@ -4,7 +4,7 @@ argument (or arch key) and what it got, before any forward runs."""
 import numbers
 from typing import Any, Optional, Sequence
 
-from soft_mm.ops import IMPLS, ext_device_types, triton_device_types
+from soft_mm.ops import DEVICE_IMPLS, IMPLS, impl_unusable_reason
 
 
 def is_int(value: Any) -> bool:
@@ -114,24 +114,12 @@ def check_landmark_grid(owner: str, value: Any):
 
 
 def check_attn_impl(owner: str, value: Any) -> str:
-    """A known implementation whose kernel exists here.
-
-    ``'cpu'``, ``'cuda'`` and ``'npu'`` need ``soft_mm._ext`` built with that
-    kernel, ``'triton'`` needs Triton usable on some device here (CUDA, or
-    the CPU interpreter); ``'auto'`` and ``'reference'`` always build.
-    """
-    check_choice(owner, 'attn_impl', value, IMPLS)
-    if value == 'triton':
-        if not triton_device_types():
-            raise ValueError(
-                f"{owner}: attn_impl='triton' but Triton cannot run here "
-                '(it needs triton and a CUDA device, or TRITON_INTERPRET=1 '
-                "on CPU); use attn_impl='auto'")
-    elif value not in ('auto', 'reference'):
-        built = ext_device_types()
-        if value not in built:
-            raise ValueError(
-                f'{owner}: attn_impl={value!r} but soft_mm._ext has no '
-                f'{value} kernel here (kernels built: {built or "none"}); '
-                "use attn_impl='auto' or build the extension for it")
+    """A known implementation of the SOFT attention op that can run here
+    (the rules are :func:`soft_mm.ops.impl_unusable_reason`'s)."""
+    if value not in DEVICE_IMPLS:  # deprecated spellings: warned below
+        check_choice(owner, 'attn_impl', value, IMPLS)
+    why = impl_unusable_reason(value)
+    if why is not None:
+        raise ValueError(f'{owner}: attn_impl={value!r} but {why}; use '
+                         "attn_impl='auto'")
     return value

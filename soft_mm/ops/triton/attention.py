@@ -28,7 +28,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..checks import check_attention_inputs, check_newton_iters
 from ..reference import (NEWTON_ALPHA_SCALE, NEWTON_RIDGE, compute_dtype,
                          pairwise_sq_dist)
 from .gaussian import gaussian_kernel_op, gaussian_tile
@@ -458,9 +457,12 @@ def _attention_composed(q: Tensor, landmarks: Tensor, v: Tensor, iters: int,
 
 def soft_attention_triton(q: Tensor, landmarks: Tensor, v: Tensor,
                           newton_iters: int, norm: bool) -> Tensor:
-    """See :func:`soft_mm.ops.triton.soft_attention_triton`."""
-    check_attention_inputs(q, landmarks, v)
-    check_newton_iters(newton_iters)
+    """SOFT attention from the Triton kernels: fused for up to
+    ``FUSED_MAX_M`` landmarks, composed beyond (see the module docstring).
+
+    Returns:
+        Tensor: ``(B, h, n, dv)`` in the dtype of ``v``.
+    """
     why = unsupported_reason(q, landmarks, v)
     if why:
         raise ValueError(f"soft_attention: impl='triton': {why}")

@@ -204,11 +204,9 @@ gaussian_kernel_op.register_autograd(_backward, setup_context=_setup)
 
 
 def gaussian_kernel_triton(x: Tensor, y: Tensor) -> Tensor:
-    """See :func:`soft_mm.ops.triton.gaussian_kernel_triton`."""
-    if x.dim() < 2 or y.dim() < 2 or x.shape[:-2] != y.shape[:-2]:
-        raise ValueError('gaussian_kernel_triton: x (..., n, d) and y '
-                         '(..., m, d) must share the leading dims, got '
-                         f'{tuple(x.shape)} and {tuple(y.shape)}')
+    """``exp(-||x_i - y_j||^2 / 2)`` of ``(..., n, d)`` and ``(..., m, d)``
+    from the tiled kernel: ``(..., n, m)`` in float32 (float64 for float64
+    inputs)."""
     lead = x.shape[:-2]
     out = gaussian_kernel_op(x.reshape(-1, *x.shape[-2:]),
                              y.reshape(-1, *y.shape[-2:]))

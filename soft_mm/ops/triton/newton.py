@@ -130,18 +130,9 @@ newton_inverse_op.register_autograd(_backward, setup_context=_setup)
 def newton_inverse_triton(mat: Tensor,
                           iters: int = NEWTON_ITERS,
                           ridge: float = NEWTON_RIDGE) -> Tensor:
-    """See :func:`soft_mm.ops.triton.newton_inverse_triton`."""
-    if not isinstance(mat, Tensor) or mat.dim() < 2 or \
-            mat.shape[-1] != mat.shape[-2] or mat.shape[-1] < 1:
-        raise ValueError('newton_inverse_triton: mat must be (..., m, m) '
-                         'with m >= 1, got shape '
-                         f'{tuple(getattr(mat, "shape", ()))}')
-    if not mat.is_floating_point():
-        raise TypeError('newton_inverse_triton: mat must be a floating point '
-                        f'tensor, got {mat.dtype}')
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
-        raise ValueError('newton_inverse_triton: iters must be an int >= 0, '
-                         f'got {iters!r}')
+    """SOFT's Newton inverse of ``mat + ridge * I`` (``(..., m, m)``): one
+    program per matrix for m <= 64, batched GEMMs beyond; float32 (float64
+    for float64 inputs)."""
     out = newton_inverse_op(mat.reshape(-1, *mat.shape[-2:]), iters,
                             float(ridge))
     return out.view(mat.shape)

@@ -1,25 +1,26 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""The compiled SOFT attention kernels against the pure-PyTorch reference.
+"""The kernels of the compiled extension (``impl='ext'``) against the
+pure-PyTorch reference.
 
 One test body per check, parametrized over the devices the extension has
 kernels for (mmcv style): ``cpu`` (both instruction sets where the kernel
 tests care), ``cuda`` and ``npu`` when present. CPU tests need
 ``soft_mm._ext`` (``python setup.py build_ext --inplace``):
 ``test_extension_is_built`` fails if it is missing, the rest then skip.
+Which backend ``impl`` picks, and argument errors: ``test_dispatch.py``.
 """
 import os
-import warnings
 from functools import partial
 
 import pytest
 import torch
 
-from soft_mm.ops import attention as sa_module
-from soft_mm.ops import ext, reference, soft_attention
-from soft_mm.ops.reference import soft_attention_reference
+from soft_mm.ops import (ext, gaussian_kernel, get_backend, newton_inverse,
+                         reference, soft_attention, soft_attention_reference)
 
 needs_ext = pytest.mark.skipif(
-    not ext.ext_available(), reason=f'soft_mm._ext not built: {ext.EXT_ERROR}')
+    not ext.ext_available(),
+    reason=f"soft_mm._ext not built: {get_backend('ext').unavailable_reason('cpu')}")
 
 
 def _has_kernels(device):
@@ -170,8 +171,8 @@ def test_cpu_kernels_run_in_parallel():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert ext._ext.parallel_for_threads(64) == 2
-        assert ext._ext.parallel_for_threads(1) == 1
+        assert ext.extension().parallel_for_threads(64) == 2
+        assert ext.extension().parallel_for_threads(1) == 1
     finally:
         torch.set_num_threads(before)
 
@@ -181,14 +182,12 @@ def test_cuda_present_when_required():
     if os.environ.get('SOFT_MM_REQUIRE_CUDA') == '1':
         assert torch.cuda.is_available(), 'no CUDA device'
         assert 'cuda' in ext.ext_device_types(), (
-            f'soft_mm._ext has no CUDA kernels: {ext.ext_device_types()}, '
-            f'{ext.EXT_ERROR}')
+            'soft_mm._ext has no CUDA kernels: '
+            f"{get_backend('ext').unavailable_reason('cuda')}")
 
 
 def test_extension_is_built():
-    assert ext.ext_available(), (
-        'soft_mm._ext did not load; build it with `python setup.py '
-        f'build_ext --inplace`: {ext.EXT_ERROR}')
+    assert ext.ext_available(), get_backend('ext').unavailable_reason('cpu')
     assert 'cpu' in ext.ext_device_types()
 
 
@@ -213,7 +212,7 @@ def test_gaussian_kernel(kernel_device, dtype, shape):
     g = torch.Generator().manual_seed(n + m)
     x = (torch.randn(nb, n, d, generator=g) * 0.3).to(kernel_device, dtype)
     y = (torch.randn(nb, m, d, generator=g) * 0.3).to(kernel_device, dtype)
-    got = run_with_grads(ext.gaussian_kernel_fused,
+    got = run_with_grads(partial(gaussian_kernel, impl='ext'),
                          [x.requires_grad_(), y.requires_grad_()])
     want = run_with_grads(reference.gaussian_kernel,
                           [x.detach().to(acc).requires_grad_(),
@@ -234,14 +233,14 @@ def test_gaussian_kernel_propagates_nan(kernel_device, dtype):
     x = torch.randn(2, 20, 32, dtype=dtype) * 0.3
     y = torch.randn(2, 9, 32, dtype=dtype) * 0.3
     x[1, 5, 3] = float('nan')
-    k = ext.gaussian_kernel_fused(x.to(kernel_device), y.to(kernel_device))
+    k = gaussian_kernel(x.to(kernel_device), y.to(kernel_device), impl='ext')
     assert torch.isnan(k[1, 5]).all()
     k[1, 5] = 0
     assert torch.isfinite(k).all()
     q, lm, v = make_inputs((1, 2, 30, 7, 32), dtype, device=kernel_device)
     q = q.detach().clone()
     q[0, 1, 4, 0] = float('nan')
-    out = soft_attention(q, lm.detach(), v.detach(), impl=kernel_device)
+    out = soft_attention(q, lm.detach(), v.detach(), impl='ext')
     assert torch.isnan(out[0, 1]).any() and torch.isfinite(out[0, 0]).all()
 
 
@@ -252,7 +251,7 @@ def test_gaussian_kernel_equal_points_clamped(kernel_device):
     The dot-product identity cancels |y|^2 terms: its error is ~eps |y|^2.
     """
     y = torch.randn(2, 9, 32) * 3
-    k = ext.gaussian_kernel_fused(y.to(kernel_device), y.to(kernel_device))
+    k = gaussian_kernel(y.to(kernel_device), y.to(kernel_device), impl='ext')
     assert (k <= 1).all()
     atol = 1e-6 * y.pow(2).sum(-1).max().item()
     torch.testing.assert_close(
@@ -270,7 +269,8 @@ def test_newton_inverse(kernel_device, dtype, m):
     g = torch.Generator().manual_seed(m)
     lm = torch.randn(3, m, 32, generator=g, dtype=torch.float64) * 0.3
     mat = reference.gaussian_kernel(lm, lm).to(kernel_device, dtype)
-    got = run_with_grads(ext.newton_inverse_fused, [mat.requires_grad_()])
+    got = run_with_grads(partial(newton_inverse, impl='ext'),
+                         [mat.requires_grad_()])
     want = run_with_grads(reference.newton_inverse,
                           [mat.detach().to(acc).requires_grad_()])
     assert got[0].dtype == acc and got[1].dtype == dtype
@@ -290,7 +290,7 @@ def test_newton_inverse_fixed_steps_not_converged(kernel_device):
     """Ill-conditioned B: the 20-step iterate (not the inverse) is matched."""
     lm = torch.randn(2, 49, 32, dtype=torch.float64) * 0.02
     mat = reference.gaussian_kernel(lm, lm)
-    got = ext.newton_inverse_fused(mat.to(kernel_device)).cpu()
+    got = newton_inverse(mat.to(kernel_device), impl='ext').cpu()
     want = reference.newton_iterate(mat)
     assert rel_err(got, want) < 1e-10
     exact = torch.linalg.inv(mat + 0.01 * torch.eye(49, dtype=mat.dtype))
@@ -308,37 +308,13 @@ def test_newton_constants_match_reference(kernel_device, m):
     mat = reference.gaussian_kernel(lm, lm).to(kernel_device)
     for iters, ridge in [(0, reference.NEWTON_RIDGE),
                          (1, reference.NEWTON_RIDGE), (7, 0.5)]:
-        got = ext.newton_inverse_fused(mat, iters, ridge)
+        got = newton_inverse(mat, iters, ridge, impl='ext')
         want = reference.newton_iterate(mat, iters, ridge)
         assert rel_err(got, want) < 1e-12, (iters, ridge)
     # The default ridge of the op schema is the reference's, too.
     torch.testing.assert_close(
         torch.ops.soft_mm.newton_inverse(mat, 0),
         reference.newton_iterate(mat, 0), rtol=1e-12, atol=0)
-
-
-@needs_ext
-def test_newton_inverse_fused_refuses_bad_arguments():
-    mat = torch.eye(4, dtype=torch.float64).expand(2, 4, 4)
-    with pytest.raises(ValueError, match='iters must be an int >= 0'):
-        ext.newton_inverse_fused(mat, -1)
-    with pytest.raises(ValueError, match='iters must be an int >= 0'):
-        ext.newton_inverse_fused(mat, 2.5)
-    with pytest.raises(ValueError, match=r'mat must be \(\.\.\., m, m\)'):
-        ext.newton_inverse_fused(torch.ones(4))
-    with pytest.raises(ValueError, match=r'mat must be \(\.\.\., m, m\)'):
-        ext.newton_inverse_fused(torch.ones(2, 3, 4))
-    with pytest.raises(TypeError, match='mat must be a floating point'):
-        ext.newton_inverse_fused(torch.ones(2, 3, 3, dtype=torch.int64))
-    with pytest.raises(ValueError, match='x must be'):
-        ext.gaussian_kernel_fused(torch.ones(4), torch.ones(2, 4))
-    with pytest.raises(ValueError, match='share the leading dims and d'):
-        ext.gaussian_kernel_fused(torch.ones(2, 3, 4), torch.ones(2, 3, 5))
-    with pytest.raises(ValueError, match='must be 4-D'):
-        ext.soft_attention_fused(torch.ones(2, 3, 4), torch.ones(1, 2, 3, 4),
-                                 torch.ones(1, 2, 3, 4))
-    with pytest.raises(ValueError, match='newton_iters'):
-        ext.soft_attention_fused(*[torch.ones(1, 2, 3, 4)] * 3, -1)
 
 
 # ---------------------------------------------------------------------------
@@ -352,7 +328,7 @@ def test_newton_inverse_fused_refuses_bad_arguments():
 def test_soft_attention_matches_reference(device, dtype, norm, shape):
     inputs = make_inputs(shape, dtype, seed=sum(shape), device=device)
     assert_fused_matches_reference(
-        partial(soft_attention, impl=device), inputs, norm,
+        partial(soft_attention, impl='ext'), inputs, norm,
         FP32_SLACK[device])
 
 
@@ -363,7 +339,7 @@ def test_soft_attention_ill_conditioned_float64(device):
                          device=device)
     for norm in (False, True):
         got = run_with_grads(
-            lambda *t: soft_attention(*t, norm=norm, impl=device), inputs)
+            lambda *t: soft_attention(*t, norm=norm, impl='ext'), inputs)
         want = run_with_grads(
             lambda *t: soft_attention_reference(*t, norm=norm), inputs)
         for a, b in zip(got, want):
@@ -379,7 +355,7 @@ def test_soft_attention_non_contiguous(device):
     lt = lm.detach().transpose(2, 3).contiguous().transpose(2, 3)
     inputs = [t.requires_grad_() for t in (qt, lt, vt)]
     assert not any(t.is_contiguous() for t in inputs)
-    got = run_with_grads(lambda *t: soft_attention(*t, impl=device), inputs)
+    got = run_with_grads(lambda *t: soft_attention(*t, impl='ext'), inputs)
     want = run_with_grads(soft_attention_reference, inputs)
     for a, b in zip(got, want):
         assert rel_err(a, b) < 1e-10
@@ -390,7 +366,7 @@ def test_soft_attention_mixed_dtypes(device):
     """float32 q/landmarks with float64 v compute (and return) in float64."""
     q, lm, v = make_inputs((1, 2, 30, 9, 8), torch.float64, device=device)
     q32, lm32 = q.detach().float(), lm.detach().float()
-    out = soft_attention(q32, lm32, v.detach(), impl=device)
+    out = soft_attention(q32, lm32, v.detach(), impl='ext')
     assert out.dtype == torch.float64
     want = soft_attention_reference(q32.double(), lm32.double(), v.detach())
     assert rel_err(out, want) < 1e-10
@@ -415,18 +391,18 @@ def test_soft_attention_autocast(device, norm):
 
     def attention(x, lm):
         q, v = proj(x).view(b, n, 2, h, d).permute(2, 0, 3, 1, 4)
-        return soft_attention(q * 0.2, lm, v, norm=norm, impl=device)
+        return soft_attention(q * 0.2, lm, v, norm=norm, impl='ext')
 
     with torch.autocast(device, dtype=amp):
         q, v = proj(x).view(b, n, 2, h, d).permute(2, 0, 3, 1, 4)
         assert q.dtype == amp
-        out_half = soft_attention(q * 0.2, lm, v, norm=norm, impl=device)
+        out_half = soft_attention(q * 0.2, lm, v, norm=norm, impl='ext')
         xg = x.clone().requires_grad_()
         attention(xg, lm).float().square().sum().backward()
     assert out_half.dtype == amp
     assert torch.isfinite(out_half).all() and torch.isfinite(xg.grad).all()
     same_inputs = soft_attention((q * 0.2).float(), lm, v.float(), norm=norm,
-                                 impl=device)
+                                 impl='ext')
     assert rel_err(out_half, same_inputs) < 1e-2
     assert rel_err(out_half, attention(x, lm)) < 5e-2
 
@@ -452,17 +428,18 @@ def spread_inputs(norm_seed=0, b=1, h=2, n=6, m=4, d=5):
 def test_gradcheck_soft_attention(norm):
     inputs = spread_inputs()
     assert torch.autograd.gradcheck(
-        lambda *t: soft_attention(*t, norm=norm, impl='cpu'), inputs)
+        lambda *t: soft_attention(*t, norm=norm, impl='ext'), inputs)
 
 
 @needs_ext
 def test_gradcheck_gaussian_and_newton():
     q, lm, _ = spread_inputs()
-    assert torch.autograd.gradcheck(ext.gaussian_kernel_fused,
+    assert torch.autograd.gradcheck(partial(gaussian_kernel, impl='ext'),
                                     [q[0].detach().requires_grad_(),
                                      lm[0].detach().requires_grad_()])
     mat = reference.gaussian_kernel(lm[0], lm[0]).detach().requires_grad_()
-    assert torch.autograd.gradcheck(ext.newton_inverse_fused, [mat])
+    assert torch.autograd.gradcheck(partial(newton_inverse, impl='ext'),
+                                    [mat])
 
 
 # ---------------------------------------------------------------------------
@@ -471,7 +448,7 @@ def test_gradcheck_gaussian_and_newton():
 
 @needs_ext
 def test_aten_path_matches_reference():
-    aten = ext._ext
+    aten = ext.extension()
     x = torch.randn(2, 50, 16, dtype=torch.float64) * 0.3
     y = torch.randn(2, 37, 16, dtype=torch.float64) * 0.3
     k = aten.gaussian_kernel_aten(x, y)
@@ -497,7 +474,7 @@ def test_torch_compile_fullgraph(device):
     inputs = make_inputs((1, 2, 64, 9, 8), torch.float32, device=device)
 
     def fn(q, lm, v):
-        return soft_attention(q, lm, v, impl=device).tanh() * 2
+        return soft_attention(q, lm, v, impl='ext').tanh() * 2
 
     # aot_eager traces the fake kernels and the registered backward (the
     # inductor backend adds only C++ codegen time on top of that).
@@ -521,7 +498,7 @@ class TinyAttention(torch.nn.Module):
         q, v = self.qv(x).view(b, n, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         lm = self.pool(q.flatten(0, 1).transpose(1, 2)).transpose(1, 2)
         lm = lm.reshape(b, self.heads, -1, q.shape[-1])
-        out = soft_attention(q, lm, v, impl='cpu', norm=True)
+        out = soft_attention(q, lm, v, impl='ext', norm=True)
         return out.transpose(1, 2).reshape(b, n, c)
 
 
@@ -535,72 +512,11 @@ def test_torch_export():
     torch.testing.assert_close(exported.module()(x), model(x))
 
 
-# ---------------------------------------------------------------------------
-# Implementation choice and error paths.
-
-
-@needs_ext
-def test_auto_uses_extension_without_warning():
-    inputs = [t.detach() for t in make_inputs((1, 2, 20, 5, 8),
-                                              torch.float64)]
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        out = soft_attention(*inputs)
-    assert rel_err(out, soft_attention_reference(*inputs)) < 1e-10
-
-
-def test_auto_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(ext, '_ext', None)
-    monkeypatch.setattr(ext, 'EXT_ERROR', 'ImportError: simulated')
-    monkeypatch.setattr(sa_module, '_warned_fallback', set())
-    inputs = [t.detach() for t in make_inputs((1, 2, 20, 5, 8),
-                                              torch.float64)]
-    with pytest.warns(UserWarning, match='simulated') as record:
-        out = soft_attention(*inputs)
-        soft_attention(*inputs)
-    assert len([w for w in record if 'soft_mm._ext' in str(w.message)]) == 1
-    assert rel_err(out, soft_attention_reference(*inputs)) == 0
-    with pytest.raises(RuntimeError, match='needs the soft_mm._ext'):
-        soft_attention(*inputs, impl='cpu')
-
-
-def test_forced_impl_errors():
-    q, lm, v = [t.detach() for t in make_inputs((1, 2, 8, 3, 4),
-                                                torch.float32)]
-    with pytest.raises(ValueError, match="impl='cuda' needs inputs on cuda"):
-        soft_attention(q, lm, v, impl='cuda')
-    with pytest.raises(ValueError, match='unknown impl'):
-        soft_attention(q, lm, v, impl='tpu')
-    if 'npu' not in ext.ext_device_types():
-        npu_q = q.to('meta')
-        with pytest.raises(ValueError, match="impl='npu' needs inputs"):
-            soft_attention(npu_q, lm.to('meta'), v.to('meta'), impl='npu')
-
-
-@pytest.mark.parametrize('impl', ['auto', 'reference', 'cpu'])
-def test_input_errors(impl):
-    q, lm, v = [t.detach() for t in make_inputs((1, 2, 8, 3, 4),
-                                                torch.float32)]
-    with pytest.raises(ValueError, match='must be 4-D'):
-        soft_attention(q[0], lm, v, impl=impl)
-    with pytest.raises(TypeError, match='floating point'):
-        soft_attention(q.long(), lm, v, impl=impl)
-    with pytest.raises(ValueError, match='one device'):
-        soft_attention(q, lm.to('meta'), v, impl=impl)
-    with pytest.raises(ValueError, match='share d'):
-        soft_attention(q, lm[..., :3], v, impl=impl)
-    with pytest.raises(ValueError, match='share n'):
-        soft_attention(q, lm, v[:, :, :5], impl=impl)
-    with pytest.raises(ValueError, match=r'share \(B, h\)'):
-        soft_attention(q, lm[:, :1], v, impl=impl)
-    with pytest.raises(ValueError, match='at least one landmark'):
-        soft_attention(q, lm[:, :, :0], v, impl=impl)
-    with pytest.raises(ValueError, match='newton_iters'):
-        soft_attention(q, lm, v, impl=impl, newton_iters=-1)
-
-
 @needs_ext
 def test_op_level_errors():
+    """The C++ ops check their own arguments (``TORCH_CHECK``): callers of
+    ``torch.ops.soft_mm`` that bypass the Python entry get errors, not
+    undefined behaviour."""
     ops = torch.ops.soft_mm
     with pytest.raises(RuntimeError, match='must be 3-D'):
         ops.gaussian_kernel(torch.randn(4, 3), torch.randn(1, 4, 3))
@@ -613,34 +529,3 @@ def test_op_level_errors():
         ops.newton_inverse(torch.randn(2, 3, 4), 20, 0.01)
     with pytest.raises(RuntimeError, match='iters must be >= 0'):
         ops.newton_inverse(torch.randn(2, 3, 3), -1, 0.01)
-
-
-def test_auto_falls_back_when_a_triton_launch_fails(monkeypatch):
-    """A Triton kernel that cannot compile at some shape (after the
-    self-check passed) must not reach the user under impl='auto'."""
-    from soft_mm.ops import attention as attention_module
-    from soft_mm.ops import triton as triton_impl
-
-    class FakeCompileError(Exception):
-        pass
-
-    def failing_kernel(*args):
-        raise FakeCompileError('out of shared memory')
-
-    monkeypatch.setattr(triton_impl, '_works', {})
-    monkeypatch.setattr(triton_impl, 'compile_errors',
-                        lambda: (FakeCompileError, ))
-    monkeypatch.setattr(triton_impl, 'soft_attention_triton', failing_kernel)
-    monkeypatch.setattr(
-        attention_module, 'resolve_impl', lambda impl, dev, dtype=None:
-        'triton' if triton_impl._works.get(dev, True) else 'reference')
-    q = torch.randn(1, 2, 9, 4, dtype=torch.float64)
-    lm, v = q[:, :, :3], torch.randn(1, 2, 9, 5, dtype=torch.float64)
-    with pytest.warns(UserWarning, match='out of shared memory'):
-        out = soft_attention(q, lm, v, impl='auto')
-    torch.testing.assert_close(out, soft_attention_reference(q, lm, v))
-    assert triton_impl._works == {'cpu': False}
-    # An explicit impl='triton' raises instead of falling back.
-    monkeypatch.setattr(triton_impl, '_works', {})
-    with pytest.raises(FakeCompileError):
-        soft_attention(q, lm, v, impl='triton')

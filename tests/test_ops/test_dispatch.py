@@ -1,0 +1,241 @@
+# Copyright (c) soft_mm contributors. All rights reserved.
+"""The public entries of the SOFT attention op: argument checks (once, for
+every ``impl``), which backend ``impl`` picks, the deprecated device
+spellings, and the fallbacks of ``impl='auto'``. The kernels themselves
+are tested in ``test_ext_kernels.py`` and ``test_triton.py``."""
+import warnings
+
+import pytest
+import torch
+
+from soft_mm.ops import (DEVICE_IMPLS, IMPLS, ext_device_types,
+                         gaussian_kernel, get_backend, impl_unusable_reason,
+                         newton_inverse, resolve_impl, select_backend,
+                         soft_attention, soft_attention_reference)
+
+needs_ext = pytest.mark.skipif(
+    'cpu' not in ext_device_types(),
+    reason=f"soft_mm._ext: {get_backend('ext').unavailable_reason('cpu')}")
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).abs().max() /
+            b.double().abs().max().clamp_min(1e-30)).item()
+
+
+def make_inputs(shape, dtype=torch.float64, seed=0):
+    """q, landmarks, v like SOFT's (q already scaled by d ** -0.25)."""
+    b, h, n, m, d = shape
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, n, d, generator=g, dtype=torch.float64) * 0.3
+    lm = torch.randn(b, h, m, d, generator=g, dtype=torch.float64) * 0.3
+    v = torch.randn(b, h, n, d, generator=g, dtype=torch.float64)
+    return [t.to(dtype) for t in (q, lm, v)]
+
+
+# ---------------------------------------------------------------------------
+# Arguments, checked at the public entry for every impl.
+
+
+@pytest.mark.parametrize('impl', ['auto', 'reference', 'ext', 'triton'])
+def test_input_errors(impl):
+    """Bad inputs fail the same way whatever ``impl`` asks for, before any
+    backend is chosen (even one that could not run here)."""
+    q, lm, v = make_inputs((1, 2, 8, 3, 4), torch.float32)
+    with pytest.raises(ValueError, match='must be 4-D'):
+        soft_attention(q[0], lm, v, impl=impl)
+    with pytest.raises(TypeError, match='floating point'):
+        soft_attention(q.long(), lm, v, impl=impl)
+    with pytest.raises(TypeError, match='must be a Tensor'):
+        soft_attention(q.tolist(), lm, v, impl=impl)
+    with pytest.raises(ValueError, match='one device'):
+        soft_attention(q, lm.to('meta'), v, impl=impl)
+    with pytest.raises(ValueError, match='share d'):
+        soft_attention(q, lm[..., :3], v, impl=impl)
+    with pytest.raises(ValueError, match='share n'):
+        soft_attention(q, lm, v[:, :, :5], impl=impl)
+    with pytest.raises(ValueError, match=r'share \(B, h\)'):
+        soft_attention(q, lm[:, :1], v, impl=impl)
+    with pytest.raises(ValueError, match='at least one landmark'):
+        soft_attention(q, lm[:, :, :0], v, impl=impl)
+    for iters in (-1, 2.5, True):
+        with pytest.raises(ValueError, match='newton_iters'):
+            soft_attention(q, lm, v, impl=impl, newton_iters=iters)
+
+
+@pytest.mark.parametrize('impl', ['reference', 'ext', 'triton'])
+def test_piece_argument_errors(impl):
+    mat = torch.eye(4, dtype=torch.float64).expand(2, 4, 4)
+    with pytest.raises(ValueError, match='iters must be an int >= 0'):
+        newton_inverse(mat, -1, impl=impl)
+    with pytest.raises(ValueError, match='iters must be an int >= 0'):
+        newton_inverse(mat, 2.5, impl=impl)
+    with pytest.raises(ValueError, match=r'mat must be \(\.\.\., m, m\)'):
+        newton_inverse(torch.ones(4), impl=impl)
+    with pytest.raises(ValueError, match=r'mat must be \(\.\.\., m, m\)'):
+        newton_inverse(torch.ones(2, 3, 4), impl=impl)
+    with pytest.raises(TypeError, match='mat must be a floating point'):
+        newton_inverse(torch.ones(2, 3, 3, dtype=torch.int64), impl=impl)
+    with pytest.raises(ValueError, match='x must be'):
+        gaussian_kernel(torch.ones(4), torch.ones(2, 4), impl=impl)
+    with pytest.raises(ValueError, match='share the leading dims and d'):
+        gaussian_kernel(torch.ones(2, 3, 4), torch.ones(2, 3, 5), impl=impl)
+    with pytest.raises(ValueError, match='one device'):
+        gaussian_kernel(torch.ones(2, 3, 4), torch.ones(2, 3, 4,
+                                                        device='meta'),
+                        impl=impl)
+
+
+def test_pieces_default_to_the_reference():
+    x, y = torch.randn(2, 9, 4), torch.randn(2, 5, 4)
+    assert torch.equal(gaussian_kernel(x, y),
+                       get_backend('reference').gaussian_kernel(x, y))
+    mat = gaussian_kernel(y, y)
+    assert torch.equal(newton_inverse(mat),
+                       get_backend('reference').newton_inverse(mat, 20, 0.01))
+
+
+# ---------------------------------------------------------------------------
+# What each impl runs.
+
+
+def test_impls_name_backends():
+    assert IMPLS == ('auto', 'ext', 'triton', 'reference')
+    for name in IMPLS[1:]:
+        assert get_backend(name).name == name
+    with pytest.raises(ValueError, match='unknown SOFT attention backend'):
+        get_backend('auto')
+
+
+@needs_ext
+def test_auto_uses_extension_without_warning():
+    inputs = make_inputs((1, 2, 20, 5, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        out = soft_attention(*inputs)
+    assert resolve_impl('auto', 'cpu', torch.float64) == 'ext'
+    assert rel_err(out, soft_attention_reference(*inputs)) < 1e-10
+
+
+def test_auto_choice(monkeypatch):
+    """'auto': Triton on CUDA once it is verified there (not for float64),
+    else the extension's kernel; CPU tensors never go to Triton."""
+    triton, ext = get_backend('triton'), get_backend('ext')
+    monkeypatch.setattr(triton, 'unavailable_reason', lambda dev: None)
+    monkeypatch.setattr(triton, 'verified', lambda dev: True)
+    monkeypatch.setattr(ext, 'unavailable_reason', lambda dev: None)
+    assert resolve_impl('auto', 'cuda', torch.float32) == 'triton'
+    assert resolve_impl('auto', 'cuda', torch.float64) == 'ext'
+    assert resolve_impl('auto', 'cpu', torch.float32) == 'ext'
+    assert select_backend('ext', 'cuda', torch.float32) is ext
+    monkeypatch.setattr(triton, 'verified', lambda dev: False)
+    assert resolve_impl('auto', 'cuda', torch.float32) == 'ext'
+    # No kernel anywhere: the Triton kernels still serve float64 on CUDA.
+    monkeypatch.setattr(triton, 'verified', lambda dev: True)
+    monkeypatch.setattr(ext, 'unavailable_reason', lambda dev: 'missing')
+    assert resolve_impl('auto', 'cuda', torch.float64) == 'triton'
+
+
+def test_auto_falls_back_with_one_warning(monkeypatch):
+    """Without the extension 'auto' runs the reference, saying why once;
+    a forced 'ext' raises."""
+    ext = get_backend('ext')
+    monkeypatch.setattr(ext, 'unavailable_reason',
+                        lambda dev: 'ImportError: simulated (fallback test)')
+    inputs = make_inputs((1, 2, 20, 5, 8))
+    with pytest.warns(UserWarning, match='simulated') as record:
+        out = soft_attention(*inputs)
+        soft_attention(*inputs)
+    assert len([w for w in record if 'soft_mm._ext' in str(w.message)]) == 1
+    assert rel_err(out, soft_attention_reference(*inputs)) == 0
+    with pytest.raises(RuntimeError, match="impl='ext'.*simulated"):
+        soft_attention(*inputs, impl='ext')
+
+
+def test_auto_falls_back_when_a_launch_fails(monkeypatch):
+    """A backend that fails to compile at some shape (after 'auto' chose
+    it) is disabled there and the next one runs; a forced impl raises."""
+    triton = get_backend('triton')
+
+    class FakeCompileError(Exception):
+        pass
+
+    def failing_kernel(*args):
+        raise FakeCompileError('out of shared memory')
+
+    disabled = []
+    monkeypatch.setattr(triton, 'unavailable_reason', lambda dev: None)
+    monkeypatch.setattr(triton, 'auto_ok', lambda dev: dev not in disabled)
+    monkeypatch.setattr(triton, 'launch_errors', (FakeCompileError, ))
+    monkeypatch.setattr(triton, 'attention', failing_kernel)
+    monkeypatch.setattr(
+        triton, 'disable',
+        lambda dev, why: disabled.append(dev) or warnings.warn(why))
+    q, lm, v = make_inputs((1, 2, 9, 3, 4), torch.float32)
+    with pytest.warns(UserWarning, match='out of shared memory'):
+        out = soft_attention(q, lm, v, impl='auto')
+    assert disabled == ['cpu']
+    assert rel_err(out, soft_attention_reference(q, lm, v)) < 1e-5
+    disabled.clear()
+    with pytest.raises(FakeCompileError):
+        soft_attention(q, lm, v, impl='triton')
+    assert disabled == []
+
+
+def test_forced_impl_errors():
+    q, lm, v = make_inputs((1, 2, 8, 3, 4), torch.float32)
+    with pytest.raises(ValueError, match='unknown impl'):
+        soft_attention(q, lm, v, impl='tpu')
+    meta = [t.to('meta') for t in (q, lm, v)]
+    with pytest.raises(RuntimeError, match="impl='ext'.*meta"):
+        soft_attention(*meta, impl='ext')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        with pytest.raises(ValueError, match="impl='npu' needs inputs on npu"):
+            soft_attention(*meta, impl='npu')
+
+
+def test_triton_needs_cuda_or_interpreter(monkeypatch):
+    triton = get_backend('triton')
+    if not torch.cuda.is_available() and triton.import_error() is None:
+        monkeypatch.setattr(triton, 'interpreting', lambda: False)
+        q, lm, v = make_inputs((1, 2, 8, 3, 4), torch.float32)
+        with pytest.raises(ValueError, match='TRITON_INTERPRET=1'):
+            soft_attention(q, lm, v, impl='triton')
+    monkeypatch.setattr(triton, 'import_error',
+                        lambda: 'ImportError: simulated')
+    with pytest.raises(RuntimeError, match='simulated'):
+        resolve_impl('triton', 'cuda')
+    assert 'Triton cannot run here' in impl_unusable_reason('triton')
+
+
+# ---------------------------------------------------------------------------
+# The deprecated device spellings.
+
+
+@needs_ext
+def test_device_spellings_are_deprecated_aliases_of_ext(monkeypatch):
+    from soft_mm.ops import dispatch
+    monkeypatch.setattr(dispatch, '_warned_spellings', set())
+    inputs = make_inputs((1, 2, 20, 5, 8))
+    with pytest.warns(DeprecationWarning, match="impl='ext'") as record:
+        old = soft_attention(*inputs, impl='cpu')
+        soft_attention(*inputs, impl='cpu')
+    assert len(record) == 1  # once per spelling
+    assert torch.equal(old, soft_attention(*inputs, impl='ext'))
+    with pytest.raises(ValueError, match="impl='cuda' needs inputs on cuda"):
+        soft_attention(*inputs, impl='cuda')
+
+
+def test_impl_unusable_reason():
+    assert DEVICE_IMPLS == ('cpu', 'cuda', 'npu')
+    assert impl_unusable_reason('auto') is None
+    assert impl_unusable_reason('reference') is None
+    with pytest.raises(ValueError, match='unknown impl'):
+        impl_unusable_reason('gpu')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        for device in DEVICE_IMPLS:
+            usable = device in ext_device_types()
+            assert (impl_unusable_reason(device) is None) == usable
+    assert (impl_unusable_reason('ext') is None) == bool(ext_device_types())
