@@ -20,9 +20,9 @@ import mmcv
 from mmengine.config import DictAction
 from mmpretrain.apis import ImageClassificationInferencer
 
-from soft_mm.apis.inference import (ConfigError, build_classifier,
-                                   load_config)
+from soft_mm.apis.inference import build_classifier
 from soft_mm.checkpoint import CheckpointError
+from soft_mm.runner import ConfigError, load_config
 
 
 def parse_args(argv=None):

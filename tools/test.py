@@ -1,5 +1,6 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Evaluate a soft_mm checkpoint with mmengine's Runner (mmpretrain's flags)."""
+"""Evaluate a soft_mm checkpoint with mmengine's Runner (mmpretrain's
+flags)."""
 import argparse
 import os
 import sys
@@ -12,11 +13,10 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
-from soft_mm.apis.inference import ConfigError, load_config
-from soft_mm.apis.launch import (default_work_dir, set_dataloader_defaults,
-                                 setup_distributed)
-from soft_mm.apis.run_guards import check_weights_fit, read_checkpoint
-from soft_mm.checkpoint import CheckpointError
+from soft_mm.checkpoint import CheckpointError, read_checkpoint
+from soft_mm.runner import (ConfigError, check_weights_fit, default_work_dir,
+                            load_config, set_dataloader_defaults,
+                            setup_distributed)
 
 
 def parse_args(argv=None):
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         # mmengine loads what fits and logs the rest: an accuracy of a
         # partly random model. Check every key and shape first.
         try:
-            check_weights_fit(runner.model, args.checkpoint, ckpt)
+            check_weights_fit(runner.model, ckpt, args.checkpoint)
         except CheckpointError as e:
             print(f'error: {e}', file=sys.stderr)
             return 1

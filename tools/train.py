@@ -9,13 +9,12 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
-from soft_mm.apis.inference import ConfigError, load_config
-from soft_mm.apis.launch import (default_work_dir, set_dataloader_defaults,
-                                 setup_distributed)
-from soft_mm.apis.run_guards import (WorkDirBusyError, WorkDirLock,
-                                     check_resumable, is_main_process_by_env,
-                                     resolve_resume)
 from soft_mm.checkpoint import CheckpointError
+from soft_mm.runner import (ConfigError, WorkDirBusyError, WorkDirLock,
+                            check_resumable, default_work_dir,
+                            is_main_process_by_env, load_config,
+                            resolve_resume, set_dataloader_defaults,
+                            setup_distributed)
 
 
 def parse_args(argv=None):

@@ -3,7 +3,8 @@
 # configs/mmseg/README.md); the backbone and the optimizer's decay rules
 # are shared with the other dense configs
 # (configs/_base_/models/soft/soft-norm_dense-backbone.py):
-#   mim train mmseg configs/mmseg/upernet_soft-norm-small_4xb4-160k_ade20k-512x512.py
+#   mim train mmseg \
+#       configs/mmseg/upernet_soft-norm-small_4xb4-160k_ade20k-512x512.py
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/ade20k.py',

@@ -13,7 +13,8 @@ from mmengine.config import DictAction
 from torch import Tensor
 
 from soft_mm.ops import reference
-from .inference import build_classifier, load_config
+from soft_mm.runner import load_config
+from .inference import build_classifier
 
 
 class TensorForward(nn.Module):

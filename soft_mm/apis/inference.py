@@ -1,79 +1,18 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """Build an evaluation-ready classifier from a config, weights loaded
 strictly: what the demo, the export tools and the FLOP counter share."""
-import ast
 import copy
-import os.path as osp
-from typing import Optional
+from typing import Optional, Union
 
 import torch.nn as nn
 from mmengine.config import Config
 from mmpretrain.apis import get_model
 
 from soft_mm.checkpoint import load_model_weights
+from soft_mm.runner import load_config
 
 
-class ConfigError(ValueError):
-    """A config file cannot be read; the message names the file."""
-
-
-def _find_syntax_error(path: str, seen=()) -> Optional[str]:
-    """``'FILE, line N: message'`` for the first file of ``path`` and its
-    ``_base_`` chain that does not parse, or None."""
-    if path in seen or not osp.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        source = f.read()
-    try:
-        tree = ast.parse(source, filename=path)
-    except SyntaxError as e:
-        return f'{path}, line {e.lineno}: {e.msg}'
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == '_base_'
-                for t in node.targets):
-            try:
-                bases = ast.literal_eval(node.value)
-            except ValueError:
-                return None
-            for base in [bases] if isinstance(bases, str) else bases:
-                found = _find_syntax_error(
-                    osp.normpath(osp.join(osp.dirname(path), base)),
-                    seen + (path, ))
-                if found:
-                    return found
-    return None
-
-
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """``Config.fromfile`` plus the overrides of ``--cfg-options``.
-
-    A syntax error names the file it is in (the config or one of its
-    ``_base_`` files); mmengine's message says ``<unknown>``.
-
-    Args:
-        path (str): Config file.
-        cfg_options (dict, optional): ``key=value`` overrides as parsed by
-            mmengine's ``DictAction``.
-
-    Returns:
-        Config: The config.
-
-    Raises:
-        ConfigError: The file or a base does not parse.
-        FileNotFoundError: No such config.
-    """
-    try:
-        cfg = Config.fromfile(path)
-    except SyntaxError as e:
-        where = _find_syntax_error(path) or f'{path}: {e}'
-        raise ConfigError(f'syntax error in config {where}') from None
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
-
-
-def build_classifier(cfg: Config,
+def build_classifier(cfg: Union[str, Config],
                      checkpoint: Optional[str] = None,
                      attn_impl: Optional[str] = 'reference',
                      device: str = 'cpu') -> nn.Module:
@@ -85,7 +24,8 @@ def build_classifier(cfg: Config,
     the config, as mmpretrain's inferencers expect.
 
     Args:
-        cfg (Config): The config; not modified.
+        cfg (str | Config): The config (a file is read with
+            :func:`soft_mm.runner.load_config`); not modified.
         checkpoint (str, optional): Weights (file or ``soft-official://`` /
             ``soft-mindspore://`` URL). None keeps the random init.
         attn_impl (str, optional): Force this SOFT attention implementation
@@ -97,7 +37,7 @@ def build_classifier(cfg: Config,
         nn.Module: The classifier; the checkpoint's ``meta`` (or ``{}``) is
         kept as ``model.checkpoint_meta``.
     """
-    cfg = copy.deepcopy(cfg)
+    cfg = load_config(cfg) if isinstance(cfg, str) else copy.deepcopy(cfg)
     # Weights come from `checkpoint`, never from a pretrained init.
     cfg.model.pop('pretrained', None)
     backbone = cfg.model.get('backbone', {})

@@ -4,7 +4,8 @@
 After ``import soft_mm``, mmpretrain's own API finds them by name::
 
     import soft_mm
-    from mmpretrain import get_model, list_models, ImageClassificationInferencer
+    from mmpretrain import (get_model, list_models,
+                            ImageClassificationInferencer)
 
     list_models('soft*')
     model = get_model('soft-tiny_3rdparty_8xb128-official_in1k',

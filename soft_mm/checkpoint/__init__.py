@@ -6,27 +6,28 @@
 when :mod:`soft_mm` is imported.
 """
 from .io import (CHECKPOINT_FORMATS, SAFE_GLOBALS, CheckpointError,
-                 check_destination, compare_state_dicts, extract_state_dict,
-                 load_safetensors, register_safe_globals, safe_torch_load,
-                 save_checkpoint_file, save_safetensors, strip_module_prefix)
-from .loading import (fitting_state_dict, load_checkpoint_file,
-                      load_model_weights)
+                 CheckpointNotFoundError, check_destination,
+                 compare_state_dicts, extract_state_dict, load_safetensors,
+                 register_safe_globals, safe_torch_load, save_checkpoint_file,
+                 save_safetensors, strip_module_prefix)
+from .loading import fitting_state_dict, load_model_weights, read_checkpoint
 from .mindspore import (convert_mindspore_tensors, load_mindspore_checkpoint,
                         read_mindspore_checkpoint)
 from .official import (convert_official_state_dict, infer_official_arch,
                        load_official_checkpoint, select_official_state)
-from .schemes import (SCHEMES, load_local_checkpoint, load_with_scheme,
+from .schemes import (SCHEMES, load_local_checkpoint,
                       register_checkpoint_schemes)
 
 __all__ = [
     'CHECKPOINT_FORMATS', 'SAFE_GLOBALS', 'CheckpointError',
+    'CheckpointNotFoundError',
     'check_destination', 'compare_state_dicts', 'extract_state_dict',
     'load_safetensors', 'register_safe_globals', 'safe_torch_load',
     'save_checkpoint_file', 'save_safetensors', 'strip_module_prefix',
-    'fitting_state_dict', 'load_checkpoint_file', 'load_model_weights',
+    'fitting_state_dict', 'read_checkpoint', 'load_model_weights',
     'convert_mindspore_tensors', 'load_mindspore_checkpoint',
     'read_mindspore_checkpoint', 'convert_official_state_dict',
     'infer_official_arch', 'load_official_checkpoint',
     'select_official_state', 'SCHEMES', 'load_local_checkpoint',
-    'load_with_scheme', 'register_checkpoint_schemes'
+    'register_checkpoint_schemes'
 ]

@@ -39,6 +39,11 @@ class CheckpointError(ValueError):
     file and the problem in one line."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """There is no file at the path: a :class:`CheckpointError`, and the
+    ``FileNotFoundError`` that mmengine's callers expect."""
+
+
 def _reduce_history_buffer(self: HistoryBuffer):
     # The statistics methods are class-level registrations, re-made at
     # import time; only the data needs to travel.
@@ -86,7 +91,7 @@ def short_list(items: Iterable, limit: int = 8) -> str:
 def check_file(path: str) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a readable file."""
     if not os.path.exists(path):
-        raise CheckpointError(f'{path}: no such file')
+        raise CheckpointNotFoundError(f'{path}: no such file')
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: not a regular file')
     if os.path.getsize(path) == 0:
@@ -228,8 +233,9 @@ def save_checkpoint_file(ckpt: dict, path: str,
         torch.save(ckpt, path)
 
 
-def extract_state_dict(ckpt, path: str,
-                       keys=('state_dict', 'model')) -> Dict[str, torch.Tensor]:
+def extract_state_dict(
+        ckpt, path: str,
+        keys=('state_dict', 'model')) -> Dict[str, torch.Tensor]:
     """The tensor dict inside a loaded checkpoint.
 
     Args:

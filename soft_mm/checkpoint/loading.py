@@ -1,24 +1,33 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Strict weight loading for soft_mm's tools."""
+"""Reading checkpoints (one reader for every tool) and strict loading."""
 import torch.nn as nn
+from mmengine.runner import CheckpointLoader
 
-from .io import (compare_state_dicts, extract_state_dict, safe_torch_load,
-                 strip_module_prefix)
-from .schemes import load_with_scheme
+from .io import compare_state_dicts, extract_state_dict, strip_module_prefix
 
 
-def load_checkpoint_file(path: str):
-    """Read ``path``: a checkpoint scheme URL (``soft-official://``, ...)
-    through its converter, any other path with :func:`safe_torch_load`.
+def read_checkpoint(path: str):
+    """Read a checkpoint the way mmengine's Runner does, through
+    ``mmengine.runner.CheckpointLoader``, where importing soft_mm
+    registered its readers: local files are read safely (weights only,
+    ``.safetensors`` too), ``soft-official://`` / ``soft-mindspore://``
+    convert the original files (:mod:`soft_mm.checkpoint.schemes`), and
+    mmengine's own schemes (``https://``, ...) keep working.
 
     Args:
-        path (str): Checkpoint file or scheme URL.
+        path (str): Checkpoint file or URL.
 
     Returns:
-        The loaded object (for a scheme: ``{'state_dict', 'meta'}``).
+        The loaded object (for a soft_mm scheme: ``{'state_dict',
+        'meta'}``), tensors on the CPU.
+
+    Raises:
+        CheckpointError: Unreadable or not a checkpoint
+            (``CheckpointNotFoundError``, also a ``FileNotFoundError``, for
+            a missing file).
     """
-    ckpt = load_with_scheme(path)
-    return safe_torch_load(path) if ckpt is None else ckpt
+    return CheckpointLoader.load_checkpoint(path, map_location='cpu',
+                                            logger='silent')
 
 
 def fitting_state_dict(model: nn.Module, ckpt, path: str) -> dict:
@@ -44,18 +53,16 @@ def load_model_weights(model: nn.Module, path: str) -> dict:
 
     Unlike ``mmengine.runner.load_checkpoint`` (which warns and goes on),
     a missing, extra or reshaped tensor is an error: tools that export or
-    measure a model must not silently run random weights. Checkpoint
-    schemes registered with mmengine (``soft-official://``,
-    ``soft-mindspore://``) are understood too.
+    measure a model must not silently run random weights.
 
     Args:
         model (nn.Module): The model.
-        path (str): Checkpoint file or scheme URL.
+        path (str): Checkpoint file or URL (see :func:`read_checkpoint`).
 
     Returns:
         dict: The checkpoint's ``meta`` (empty if none).
     """
-    ckpt = load_checkpoint_file(path)
+    ckpt = read_checkpoint(path)
     model.load_state_dict(fitting_state_dict(model, ckpt, path), strict=True)
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     return meta if isinstance(meta, dict) else {}

@@ -61,8 +61,8 @@ MS_DTYPES = {
 @lru_cache(maxsize=1)
 def checkpoint_message_class():
     """The protobuf class of a MindSpore ``Checkpoint`` message."""
-    from google.protobuf import descriptor_pb2, descriptor_pool
-    from google.protobuf import message_factory
+    from google.protobuf import (descriptor_pb2, descriptor_pool,
+                                 message_factory)
     F = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
         name='soft_mm_mindspore_checkpoint.proto',
@@ -199,7 +199,8 @@ def map_mindspore_key(tag: str) -> Optional[str]:
             return SKIP
         unit = int(unit) - 1 if unit else 0
         if kind == 'conv':
-            return f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.conv.weight'
+            return (f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.'
+                    'conv.weight')
         return (f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.bn.'
                 f'{_BN[param]}')
     m = re.fullmatch(r'pos_embed([1-4])', tag)
@@ -268,7 +269,8 @@ def infer_mindspore_arch(tensors: Dict[str, torch.Tensor],
         if m:  # one entry per block is enough to count the depths
             view.setdefault(m[0], t)
     view['block1.0.att.ff1.weight'] = get('block1.0.att.ff1.weight')
-    view['block4.0.mlp.fc1.weight'] = get('block4.0.layers.1.cell.1.ff1.weight')
+    view['block4.0.mlp.fc1.weight'] = get(
+        'block4.0.layers.1.cell.1.ff1.weight')
     arch, _ = infer_official_arch(view, path)
     num_classes = (tensors['head.weight'].shape[0]
                    if 'head.weight' in tensors else None)

@@ -54,9 +54,11 @@ def map_official_key(key: str) -> Optional[str]:
         # Sequential(conv, bn, relu) * units: index 3u is the conv, 3u+1 BN.
         unit, kind = divmod(layer, 3)
         if kind == 0 and param in ('weight', 'bias'):
-            return f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.conv.{param}'
+            return (f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.'
+                    f'conv.{param}')
         if kind == 1 and param in _BN:
-            return f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.bn.{param}'
+            return (f'{BACKBONE}patch_embeds.{stage}.projection.{unit}.'
+                    f'bn.{param}')
         return None
     m = re.fullmatch(r'pos_embed([1-4])', key)
     if m:
@@ -202,7 +204,8 @@ def select_official_state(ckpt, path: str, use_ema: bool = True):
 
 def convert_official_state_dict(state: Dict[str, torch.Tensor],
                                 attn_norm: bool = False,
-                                path: str = '<state dict>') -> Tuple[dict, dict]:
+                                path: str = '<state dict>'
+                                ) -> Tuple[dict, dict]:
     """Rename an official state dict to soft_mm's ImageClassifier.
 
     Args:

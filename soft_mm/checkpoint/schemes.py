@@ -21,7 +21,6 @@ The result is ``{'state_dict', 'meta'}`` with ImageClassifier names
 ``init_cfg``.
 """
 import os.path as osp
-from typing import Optional
 
 from mmengine.runner import CheckpointLoader
 
@@ -38,14 +37,6 @@ SCHEMES = {
 }
 
 
-def load_with_scheme(filename: str) -> Optional[dict]:
-    """Load ``filename`` if it uses one of :data:`SCHEMES`, else None."""
-    for prefix, loader in SCHEMES.items():
-        if filename.startswith(prefix):
-            return loader(filename[len(prefix):])
-    return None
-
-
 def _make_mmengine_loader(prefix: str):
 
     def loader(filename: str, map_location=None) -> dict:
@@ -59,7 +50,9 @@ def _make_mmengine_loader(prefix: str):
 def load_local_checkpoint(filename: str, map_location=None) -> dict:
     """mmengine's loader of local files, made safe and clear: weights-only
     unpickling with soft_mm's allowlist, ``.safetensors`` files, one-line
-    errors (:func:`soft_mm.checkpoint.safe_torch_load`).
+    errors (:func:`soft_mm.checkpoint.safe_torch_load`; a missing file
+    raises ``CheckpointNotFoundError``, a ``FileNotFoundError`` as mmengine's
+    callers expect).
 
     Args:
         filename (str): Local path.
@@ -68,11 +61,7 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
     Returns:
         dict: The checkpoint (for ``.safetensors``: name to tensor).
     """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        # mmengine's own type and wording, which its callers expect.
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return safe_torch_load(filename, map_location or 'cpu')
+    return safe_torch_load(osp.expanduser(filename), map_location or 'cpu')
 
 
 def register_checkpoint_schemes() -> None:

@@ -1,5 +1,5 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """Training-loop additions registered in mmpretrain's ``HOOKS`` registry."""
-from .hooks import StopOnInvalidLossHook, RNGStateHook
+from .hooks import RNGStateHook, StopOnInvalidLossHook
 
 __all__ = ['StopOnInvalidLossHook', 'RNGStateHook']

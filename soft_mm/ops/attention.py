@@ -53,7 +53,10 @@ def soft_attention(q: Tensor,
                               norm=norm, impl=impl)
 
 
-def gaussian_kernel(x: Tensor, y: Tensor, *, impl: str = 'reference') -> Tensor:
+def gaussian_kernel(x: Tensor,
+                    y: Tensor,
+                    *,
+                    impl: str = 'reference') -> Tensor:
     """``exp(-||x_i - y_j||^2 / 2)`` for all pairs.
 
     Args:

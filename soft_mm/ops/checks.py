@@ -19,8 +19,8 @@ def check_attention_inputs(q: Tensor, landmarks: Tensor, v: Tensor) -> None:
             raise TypeError(f'soft_attention: {name} must be a Tensor, got '
                             f'{type(t).__name__}')
         if t.dim() != 4:
-            raise ValueError(f'soft_attention: {name} must be 4-D (B, h, L, d), '
-                             f'got shape {tuple(t.shape)}')
+            raise ValueError(f'soft_attention: {name} must be 4-D '
+                             f'(B, h, L, d), got shape {tuple(t.shape)}')
         if not t.is_floating_point():
             raise TypeError(f'soft_attention: {name} must be a floating point '
                             f'tensor, got {t.dtype}')

@@ -69,9 +69,10 @@ def parse_impl(impl: str,
         if impl not in _warned_spellings:
             _warned_spellings.add(impl)
             warnings.warn(
-                f'{owner}: impl={impl!r} is deprecated, use impl=\'ext\' '
-                '(the compiled extension, whose kernel for the inputs\' '
-                'device runs)', DeprecationWarning, stacklevel=3)
+                f'{owner}: impl={impl!r} (attn_impl of SOFT models) is '
+                "deprecated, use 'ext': the compiled extension, whose kernel "
+                "for the inputs' device runs", DeprecationWarning,
+                stacklevel=3)
         return 'ext', impl
     raise ValueError(f'{owner}: unknown impl {impl!r}, choose from {IMPLS} '
                      f'(deprecated: {DEVICE_IMPLS})')

@@ -13,7 +13,6 @@ import importlib
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor
 
 from .backend import Backend
 from .reference import NEWTON_ITERS, NEWTON_RIDGE, compute_dtype

@@ -9,7 +9,8 @@ from soft_mm.datasets import Digits
 def test_split_is_disjoint_stratified_and_deterministic():
     train, test = Digits(split='train'), Digits(split='test')
     assert len(train) + len(test) == 1797
-    train_ids = {train.get_data_info(i)['digit_idx'] for i in range(len(train))}
+    train_ids = {
+        train.get_data_info(i)['digit_idx'] for i in range(len(train))}
     test_ids = {test.get_data_info(i)['digit_idx'] for i in range(len(test))}
     assert not train_ids & test_ids
     labels = np.array(test.get_gt_labels())

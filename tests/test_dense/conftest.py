@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from dense_utils import (CLS_TINY_CONFIG, require_dense_toolbox, write_ade20k,
                          write_coco)
 
@@ -21,7 +22,7 @@ def ade_root(tmp_path_factory) -> Path:
     return write_ade20k(tmp_path_factory.mktemp('ade'))
 
 
-# ------------------------------------------------------------------ checkpoints
+# ----------------------------------------------------------------- checkpoints
 
 
 @pytest.fixture(scope='session')
@@ -52,5 +53,3 @@ def soft_norm_tiny_classifier(tmp_path_factory):
         dict(state_dict=classifier.state_dict(), meta=dict(epoch=300)),
         str(path))
     return classifier.eval(), path
-
-

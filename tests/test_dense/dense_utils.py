@@ -23,7 +23,8 @@ CLS_TINY_CONFIG = (
     REPO_ROOT / 'configs' / '_base_' / 'models' / 'soft' / 'soft-norm-tiny.py')
 INSTALL_HINT = 'run tools/install_mmcv.sh to install them'
 
-# Embed dims of each arch (docs/design.md, "Architecture"): the neck / head in_channels.
+# Embed dims of each arch (docs/design.md, "Architecture"): the neck / head
+# in_channels.
 EMBED_DIMS = {
     'tiny': [64, 128, 320, 512],
     'small': [64, 128, 320, 512],
@@ -153,7 +154,7 @@ def write_ade20k(root: Path, num_train: int = 2, num_val: int = 2,
     return root
 
 
-# ------------------------------------------------------------------ config edits
+# ---------------------------------------------------------------- config edits
 
 
 def small_resize_pipeline(pipeline, scale, crop_size=None):
@@ -280,5 +281,3 @@ def make_batch(cfg, split: str, datasets, num: int = 2) -> dict:
     dataset = datasets.build(cfg[f'{split}_dataloader'].dataset)
     assert len(dataset) >= num, f'tiny {split} set has {len(dataset)} images'
     return pseudo_collate([dataset[i] for i in range(num)])
-
-

@@ -11,6 +11,7 @@ import copy
 
 import pytest
 import torch
+
 from dense_utils import (DET_CONFIG_DIR, EMBED_DIMS, LogCapture, arch_of,
                          check_backbone_cfg, finite_losses, load_config,
                          make_batch, make_record_hook, require_dense_toolbox,
@@ -108,7 +109,8 @@ def test_det_config_builds_and_predicts(name, coco_root):
 
     with torch.no_grad():
         model.train()
-        data = model.data_preprocessor(make_batch(cfg, 'train', DATASETS), True)
+        data = model.data_preprocessor(
+            make_batch(cfg, 'train', DATASETS), True)
         losses = finite_losses(model(**data, mode='loss'))
         assert 'loss_cls' in losses and 'loss_bbox' in losses
         if name.startswith('mask-rcnn'):

@@ -9,6 +9,7 @@ installed; ``tools/install_mmcv.sh`` installs them.
 """
 import pytest
 import torch
+
 from dense_utils import (EMBED_DIMS, SEG_CONFIG_DIR, LogCapture, arch_of,
                          check_backbone_cfg, finite_losses, load_config,
                          make_batch, make_record_hook, require_dense_toolbox,
@@ -94,7 +95,8 @@ def test_seg_config_trains_and_predicts(name, ade_root):
 
     with torch.no_grad():
         model.train()
-        data = model.data_preprocessor(make_batch(cfg, 'train', DATASETS), True)
+        data = model.data_preprocessor(
+            make_batch(cfg, 'train', DATASETS), True)
         losses = finite_losses(model(**data, mode='loss'))
         assert 'decode.loss_ce' in losses
         if name.startswith('upernet'):

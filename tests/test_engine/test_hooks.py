@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.runner import BaseLoop
+from mmpretrain.registry import HOOKS
 
 import soft_mm  # noqa: F401  (weights_only loading of mmengine types)
-from mmpretrain.registry import HOOKS
-from soft_mm.engine import StopOnInvalidLossHook, RNGStateHook
+from soft_mm.engine import RNGStateHook, StopOnInvalidLossHook
 from soft_mm.engine.hooks.rng_state import get_rng_state, set_rng_state
 
 

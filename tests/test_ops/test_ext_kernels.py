@@ -20,7 +20,7 @@ from soft_mm.ops import (ext, gaussian_kernel, get_backend, newton_inverse,
 
 needs_ext = pytest.mark.skipif(
     not ext.ext_available(),
-    reason=f"soft_mm._ext not built: {get_backend('ext').unavailable_reason('cpu')}")
+    reason=f"soft_mm._ext: {get_backend('ext').unavailable_reason('cpu')}")
 
 
 def _has_kernels(device):

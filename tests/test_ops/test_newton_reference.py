@@ -1,5 +1,6 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""The pure-PyTorch SOFT core against explicit definitions (SOFT.md s. 3-4)."""
+"""The pure-PyTorch SOFT core against explicit definitions (docs/design.md,
+sections "Attention" and "Newton inverse and its gradient")."""
 import pytest
 import torch
 

@@ -41,7 +41,9 @@ PROGRAM = textwrap.dedent('''
     import soft_mm
     from soft_mm.ops import soft_attention
     from soft_mm.ops.reference import soft_attention_reference
-    from soft_mm.apis.benchmark import PeakMemory  # benchmark_ops.py's
+    from soft_mm.benchmark import run_benchmark  # benchmark_ops.py's
+    from soft_mm.benchmark.subjects import stage_shape
+    assert stage_shape(224, 1, 1) == (1, 2, 3136, 49, 32)
     import runpy
     runpy.run_path('tests/conftest.py')  # the tests' own fixtures import
 

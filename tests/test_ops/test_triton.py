@@ -6,10 +6,10 @@ CPU tensors through Triton's interpreter, which needs ``TRITON_INTERPRET=1``
 before triton is imported (``import soft_mm`` already imports it, through
 ``torch._dynamo``), so in a plain ``pytest tests/test_ops`` this module is
 not collected (``conftest.py``) and ``test_triton_interpreter.py`` runs it
-in a subprocess with the variable set; ``TRITON_INTERPRET=1 pytest tests/test_ops/test_triton.py``
-runs it directly. Every kernel output is allocated NaN-filled
-(``SOFT_MM_TRITON_POISON``), so an element a kernel fails to write fails
-the comparison.
+in a subprocess with the variable set;
+``TRITON_INTERPRET=1 pytest tests/test_ops/test_triton.py`` runs it directly.
+Every kernel output is allocated NaN-filled (``SOFT_MM_TRITON_POISON``), so
+an element a kernel fails to write fails the comparison.
 """
 
 import warnings

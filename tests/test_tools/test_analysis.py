@@ -1,6 +1,9 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""get_flops.py (SOFT's op counted explicitly) and the benchmark helpers."""
+"""The analysis tools: get_flops.py (SOFT's op counted explicitly), and the
+command lines of the benchmarks (their protocol: ``tests/test_benchmark``)."""
 import csv
+import importlib.util
+import json
 import os
 import os.path as osp
 import re
@@ -9,38 +12,15 @@ import sys
 
 import pytest
 import torch
-from mmengine.analysis import FlopAnalyzer
 
 import soft_mm  # noqa: F401
-from soft_mm.apis.benchmark import make_step, measure
-from soft_mm.apis.complexity import DISTANCE, NEWTON, soft_flop_handles
-from soft_mm.ops import soft_attention_reference
+from soft_mm.apis.complexity import NEWTON
+from soft_mm.ops import ext_available
 from tool_utils import ROOT, TINY_CFG, load_script
 
 
 def load_tool(name):
     return load_script(f'tools/analysis_tools/{name}.py', register=True)
-
-
-class Core(torch.nn.Module):
-
-    def forward(self, q, lm, v):
-        return soft_attention_reference(q, lm, v, newton_iters=7)
-
-
-def test_flop_handles_count_the_soft_core_exactly():
-    B, h, n, m, d = 2, 3, 40, 6, 8
-    args = (torch.randn(B, h, n, d), torch.randn(B, h, m, d),
-            torch.randn(B, h, n, d))
-    analyzer = FlopAnalyzer(Core(), args)
-    analyzer.set_op_handle(**soft_flop_handles(7))
-    analyzer.unsupported_ops_warnings(False)
-    by_op = analyzer.by_operator()
-    bh = B * h
-    assert by_op[DISTANCE] == bh * (n * m * d + m * m * d)
-    assert by_op[NEWTON] == bh * 7 * 2 * m**3
-    # A B^-1, A^T V and (A B^-1)(A^T V).
-    assert by_op['matmul'] == bh * (n * m * m + m * n * d + n * m * d)
 
 
 def test_get_flops_soft_tiny(capsys):
@@ -75,34 +55,6 @@ def test_get_flops_non_square_grows():
     # head), so the Newton work grows by 2^3 and the linears by ~2.
     assert big[NEWTON] == 8 * small[NEWTON]
     assert 1.9 < big['linear'] / small['linear'] < 2.0
-
-
-def test_peak_memory_cpu_sees_an_allocation():
-    # In a fresh process, as benchmark.py measures: a long-lived test process
-    # may serve the allocation from memory that is already resident.
-    code = ('import torch\n'
-            'from soft_mm.apis.benchmark import PeakMemory\n'
-            "with PeakMemory('cpu') as mem:\n"
-            '    x = torch.ones(16 * 2**20)  # 64 MiB\n'
-            '    x += 1\n'
-            '    del x\n'
-            'print(mem.peak_bytes / 2**20)\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    peak_mib = float(proc.stdout.strip().splitlines()[-1])
-    assert 60 <= peak_mib < 200
-
-
-def test_measure_inference_and_training():
-    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU())
-    x = torch.randn(8, 64)
-    for train in (False, True):
-        res = measure(make_step(model, x, train, None), 'cpu', iters=2,
-                      warmup=1)
-        assert res['time_s'] > 0
-    assert model[0].weight.grad is not None
 
 
 def _bench_rows(path):
@@ -144,7 +96,7 @@ def test_benchmark_interleaves_rounds_in_fresh_processes(tmp_path, capsys):
     for text in (out, table):
         assert f'nproc {len(os.sched_getaffinity(0))} ' in text
         assert torch.__version__ in text and '2 threads' in text
-    header = __import__('json').loads(
+    header = json.loads(
         (tmp_path / 'benchmark_cls.json').read_text())['header']
     assert header['threads'] == 2 and len(header['load_before']) == 3
     assert {d['label'] for d in header['loads']} >= {
@@ -167,20 +119,6 @@ def test_benchmark_warns_loudly_when_busy(tmp_path, capsys):
     assert row['busy'] == 'yes' and row['load1_start'] == '9.0'
 
 
-def test_busy_rule_and_load_monitor():
-    from soft_mm.apis.benchmark import busy_threshold
-    tool = load_tool('benchmark')
-    assert busy_threshold(2, 2) == 0.5 and busy_threshold(4, 2) == 1.0
-    assert busy_threshold(16, 2) == 7.0 and busy_threshold(1, 4) == 0.5
-    mon = tool.LoadMonitor(2, 2, loadavg=lambda: (2.3, 1.0, 1.0))
-    assert mon.read('during', own=2) == (2.3, False)  # 0.3 is others'
-    assert mon.read('before')[1] is True and len(mon.warnings) == 1
-    assert mon.others_busy('x', 0.2) is False
-    assert mon.others_busy('x', 0.9) is True
-    mon = tool.LoadMonitor(2, 2, threshold=5, loadavg=lambda: (4, 4, 4))
-    assert mon.read('before') == (4.0, False)
-
-
 def test_benchmark_before_root_imports_that_checkout(tmp_path, capsys):
     """*-before models import soft_mm from --before-root in their own
     process (here the current tree itself, so that nothing is built)."""
@@ -199,24 +137,6 @@ def test_benchmark_before_root_imports_that_checkout(tmp_path, capsys):
     assert 'soft_mm of --before-root' in row['note']
 
 
-def test_benchmark_child_refuses_the_wrong_soft_mm(tmp_path):
-    """The check behind --before-root: a measurement whose soft_mm does not
-    come from the root it was given (here a root without one, so the
-    installed soft_mm is found instead) is an error naming both."""
-    from soft_mm.apis import benchmark_models as bm
-    cfg = dict(name='soft-tiny', mode='cls', size=[32, 32], batch=1,
-               pass_='infer', precision='fp32', compile_='off', device='cpu',
-               iters=1, warmup=0, threads=1, soft_root=str(tmp_path))
-    proc = subprocess.run(bm.child_command(cfg), capture_output=True,
-                          text=True, timeout=300, cwd=str(tmp_path),
-                          env=bm.child_env(1))
-    result = bm.parse_child_output(proc.stdout)
-    assert result is not None, proc.stderr[-2000:]
-    assert result['status'] == 'error'
-    assert 'imported soft_mm from' in result['note']
-    assert osp.realpath(str(tmp_path)) in result['note']
-
-
 def test_benchmark_records_failures_and_skips(tmp_path, capsys):
     tool = load_tool('benchmark')
     code = tool.main([
@@ -233,23 +153,22 @@ def test_benchmark_records_failures_and_skips(tmp_path, capsys):
     assert rows[0]['wall_s'] == ''
 
 
-def test_benchmark_preset_and_pvt_without_timm(tmp_path):
+def test_benchmark_default_tables_and_pvt_without_timm(tmp_path):
     tool = load_tool('benchmark')
     args = tool.parse_args(['--models', 'deit-tiny', 'pvt-v2-b1'])
-    # The three tables of issue 13, reduced to the selected models.
-    assert [(c['pass_'], c['size'], c['batch']) for c in args.cases] == [
+    # The three default tables, reduced to the selected models.
+    assert [(t['pass_'], t['size'], t['batch']) for t in args.tables] == [
         ('train', (224, 224), 8), ('infer', (224, 224), 8),
         ('train', (1024, 1024), 1)]
-    assert all(c['models'] == ('pvt-v2-b1', 'deit-tiny') for c in args.cases)
+    assert all(t['models'] == ('pvt-v2-b1', 'deit-tiny') for t in args.tables)
     assert args.threads == 2 and args.device == 'cpu'
-    args = tool.parse_args([])
-    assert args.cases[0]['models'][0] == 'soft-tiny'
-    assert args.cases[2]['models'][0] == 'soft-tiny-grid7'
-    assert len(tool.parse_args(['--compile', 'off', 'on']).cases) == 6
-    from soft_mm.apis.benchmark_models import static_skip
-    import importlib.util
+    cases = tool.build_cases(args)
     if importlib.util.find_spec('timm') is None:
-        assert static_skip('pvt-v2-b1', 'cls') == 'timm not installed'
+        assert cases[0].skip == 'timm not installed'
+    args = tool.parse_args([])
+    assert args.tables[0]['models'][0] == 'soft-tiny'
+    assert args.tables[2]['models'][0] == 'soft-tiny-grid7'
+    assert len(tool.parse_args(['--compile', 'off', 'on']).tables) == 6
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -260,7 +179,7 @@ def test_benchmark_preset_and_pvt_without_timm(tmp_path):
     (['--models', 'soft-tiny-before'], 'need --before-root'),
     (['--before-root', '/nonexistent'], 'no soft_mm/__init__.py'),
     (['--batch-sizes', '2'], 'apply with --sizes only'),
-    (['--models', 'swin-t'], 'in the preset tables'),
+    (['--models', 'swin-t'], 'in the default tables'),
     (['--models', 'toy', '--sizes', '32', '--baseline', 'deit-tiny'],
      'not among the models'),
     (['--sizes', '0x4'], 'use N or HxW'),
@@ -287,23 +206,22 @@ def ratio_bounds(num: str, den: str):
     return n_lo / d_hi, n_hi / max(d_lo, 1e-12)
 
 
-@pytest.mark.skipif(
-    not __import__('soft_mm.ops.ext', fromlist=['x']).ext_available(),
-    reason='benchmark_ops.py needs soft_mm._ext')
-def test_benchmark_ops_prints_both_tables():
+@pytest.mark.skipif(not ext_available(),
+                    reason='benchmark_ops.py needs soft_mm._ext')
+def test_benchmark_ops_prints_both_tables(tmp_path):
     """benchmark_ops.py end to end on tiny shapes (no timing asserted)."""
     cmd = [sys.executable,
            osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_ops.py'),
-           '--device', 'cpu', '--sizes', '64', '--batches', '1', '2',
-           '--repeat', '1', '--warmup', '0', '--no-compile']
+           '--device', 'cpu', '--sizes', '64', '--batches', '1',
+           '--stages', '1', '2', '--rounds', '1', '--repeat', '1',
+           '--warmup', '0', '--no-compile', '--out-dir', str(tmp_path)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         cwd=ROOT, timeout=300).stdout
+                         cwd=ROOT, timeout=900).stdout
     rows = [r for r in out.splitlines() if r.startswith('| 64 |')]
-    # 3 stages x 2 batches x (fwd, fwd+bwd); Newton rows per distinct
-    # (B*h, m): stage 1 at batch 2 and stage 2 at batch 1 share (4, 4).
     attention = [r for r in rows if '| fwd' in r]
     newton = [r for r in rows if '| fwd' not in r]
-    assert len(attention) == 12 and len(newton) == 5, out
+    # 2 stages x (fwd, fwd+bwd); one Newton row per stage.
+    assert len(attention) == 4 and len(newton) == 2, out
     for row in attention:
         cells = [c.strip() for c in row.strip('|').split('|')]
         # size stage B h n m pass | 2 x ms | 2 x MiB | 2 ratios | fused err
@@ -319,4 +237,26 @@ def test_benchmark_ops_prints_both_tables():
         kernel_ms, ref_ms = float(cells[4]), float(cells[5])
         assert kernel_ms > 0 and ref_ms > 0
         lo, hi = ratio_bounds(cells[5], cells[4])
-        assert lo - 0.011 <= float(cells[6].rstrip('x')) <= hi + 0.011, row
+        assert lo - 0.011 <= float(cells[8].rstrip('x')) <= hi + 0.011, row
+    assert 'interleaved rounds, a fresh python process' in out
+    record = json.loads((tmp_path / 'benchmark_ops.json').read_text())
+    assert len(record['summary']) == 4 * 2 + 2 * 2
+    with open(tmp_path / 'benchmark_ops.csv') as f:
+        assert {r['variant'] for r in csv.DictReader(f)} == {
+            'fused', 'reference', 'kernel'}
+
+
+def test_benchmark_ops_tables():
+    """Newton rows per distinct (B*h, m): stage 1 at batch 2 and stage 2
+    at batch 1 share (4, 4)."""
+    tool = load_tool('benchmark_ops')
+    args = tool.parse_args(['--sizes', '64', '--batches', '1', '2'])
+    cases, leads = tool.newton_cases(args, [('kernel', 'ext')], 13)
+    assert list(leads.values()) == [[64, 1, 2, 4], [64, 1, 4, 4],
+                                    [64, 2, 8, 4], [64, 3, 10, 4],
+                                    [64, 3, 20, 4]]
+    assert [c.table for c in cases] == [13, 14, 15, 16, 17]
+    cases, leads = tool.attention_cases(
+        args, [('fused', 'ext', False), ('reference', 'reference', False)])
+    assert len(leads) == 12 and len(cases) == 24
+    assert leads[2] == [64, 1, 1, 2, 256, 4, 'fwd+bwd']

@@ -17,14 +17,14 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from mmpretrain.registry import (DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS,
+                                 TRANSFORMS)
 from PIL import Image
 
 import soft_mm  # noqa: F401
 import soft_mm.engine  # noqa: F401  (RNGStateHook, StopOnInvalidLossHook)
-from mmpretrain.registry import DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS, \
-    TRANSFORMS
-
 from tool_utils import ROOT
+
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'soft', '*_in1k.py')))
 # Configs of other tasks that are not ImageNet training recipes.
 NOT_RECIPES = {'soft-tiny_mindspore-port_in1k.py'}

@@ -1,11 +1,11 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Checkpoint converters: official PyTorch and MindSpore files -> soft_mm.
+"""The converter tools: official PyTorch and MindSpore files -> soft_mm
+(the formats themselves: ``tests/test_checkpoint``).
 
 The fake checkpoints come from ``soft_fixtures`` (random values under the
 official names and shapes; the MindSpore protobuf encoded by hand on the
 wire, independent of the reader under test).
 """
-import math
 import os.path as osp
 import re
 
@@ -15,7 +15,7 @@ from mmengine.runner import CheckpointLoader
 from mmpretrain.models import build_classifier
 
 import soft_mm  # noqa: F401
-from soft_mm.checkpoint import (CheckpointError, convert_official_state_dict,
+from soft_mm.checkpoint import (convert_official_state_dict,
                                 load_mindspore_checkpoint, load_model_weights,
                                 load_official_checkpoint,
                                 read_mindspore_checkpoint)
@@ -28,6 +28,7 @@ from tool_utils import ROOT, load_script, run_main
 
 SOFT2MM = load_script('tools/model_converters/soft2mmpretrain.py')
 MS2MM = load_script('tools/model_converters/mindspore2mmpretrain.py')
+
 
 def build_backbone(meta, state, **kwargs):
     model = SOFT(arch=meta['arch'], attn_impl='reference', init_cfg=None,
@@ -125,41 +126,12 @@ def test_official_no_ema_bare_and_norm(tmp_path):
     assert len(ckpt['meta']['filled']) == 6
 
 
-def test_official_tiny_and_code_small_arch():
-    state, meta = convert_official_state_dict(
-        official_state(TINY, num_classes=1000, empty=True))
-    assert meta['arch_name'] == 'tiny'
-    n_params = sum(v.numel() for k, v in state.items()
-                   if 'running' not in k and 'num_batches' not in k)
-    assert round(n_params / 1e6, 2) == 13.07  # the paper's 13.1 M
+def test_official_config_hint_names_a_custom_arch():
     # The official code's `small` has 20 blocks in stage 3: a custom arch.
-    code_small = dict(TINY, depths=[1, 3, 20, 4])
     _, meta = convert_official_state_dict(
-        official_state(code_small, num_classes=1000, empty=True))
-    assert meta['arch_name'] is None
-    assert meta['arch']['depths'] == [1, 3, 20, 4]
+        official_state(dict(TINY, depths=[1, 3, 20, 4]), num_classes=1000,
+                       empty=True))
     assert 'depths [1, 3, 20, 4]' in SOFT2MM.config_hint(meta)
-
-
-@pytest.mark.parametrize('case', ['unknown', 'missing', 'shape', 'resnet'])
-def test_official_refuses_bad_keys(case):
-    sd = official_state(SMALL, empty=True)
-    if case == 'unknown':
-        sd['block1.0.att.extra.weight'] = torch.empty(3)
-        sd['dist_token'] = torch.empty(1, 1, 64)
-        match = r'2 keys are not part of.*dist_token'
-    elif case == 'missing':
-        del sd['block2.1.att.mha.W_v.bias']
-        match = r'1 missing keys: backbone.stages.1.1.attn.v.bias'
-    elif case == 'shape':
-        sd['block3.1.att.ff1.weight'] = torch.empty(64, 64)
-        match = r'shape mismatches.*stages.2.1.ffn.fc1.weight \(64, 64\)'
-    else:
-        sd = {'conv1.weight': torch.empty(64, 3, 7, 7),
-              'fc.weight': torch.empty(1000, 2048)}
-        match = 'not part of an official SOFT model: conv1.weight'
-    with pytest.raises(CheckpointError, match=match):
-        convert_official_state_dict(sd, path='x.pth')
 
 
 def test_official_cli_errors(tmp_path, capsys):
@@ -175,43 +147,8 @@ def test_official_cli_errors(tmp_path, capsys):
     assert not (tmp_path / 'o.pth').exists()
 
 
-def test_official_refuses_pickled_code(tmp_path):
-    path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {}, 'hook': print}, path)
-    with pytest.raises(CheckpointError, match='refused to unpickle'):
-        load_official_checkpoint(str(path))
-
-
-def test_scheme_loads_official_file_in_init_cfg(tmp_path):
-    src = tmp_path / 'official.pth.tar'
-    _, ema = write_timm_checkpoint(src, SMALL)
-    model = build_classifier(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='SOFT',
-                arch=SMALL,
-                init_cfg=dict(
-                    type='Pretrained',
-                    checkpoint=f'soft-official://{src}',
-                    prefix='backbone.')),
-            head=dict(type='LinearClsHead', num_classes=10, in_channels=64)))
-    model.init_weights()
-    assert torch.equal(model.backbone.stages[2][1].attn.v.weight,
-                       ema['block3.1.att.mha.W_v.weight'])
-    assert torch.equal(model.backbone.cls_token, ema['cls_token'])
-
-
 # --------------------------------------------------------------------------
 # MindSpore
-
-
-def test_mindspore_tiny_layout_matches_spec():
-    ms = mindspore_state(TINY, num_classes=1000)
-    # The seed's SOFT-tiny .ckpt has 225 tensors and 13.53 M values.
-    assert len(ms) == 225
-    assert math.isclose(sum(v.numel() for v in ms.values()) / 1e6, 13.53,
-                        abs_tol=0.005)
 
 
 def test_mindspore_round_trip(tmp_path, capsys):
@@ -345,14 +282,6 @@ def test_converters_refuse_to_overwrite_source_or_dir(tmp_path, capsys, tool):
     assert src.read_bytes() == before
 
 
-def test_official_refuses_integer_tensors(tmp_path):
-    sd = official_state(SMALL)
-    sd['pos_embed1'] = sd['pos_embed1'].round().long()
-    with pytest.raises(CheckpointError,
-                       match=r'dtype mismatches.*pos_embeds\.0 torch\.int64'):
-        convert_official_state_dict(sd)
-
-
 def test_safetensors_round_trip(tmp_path, capsys):
     src, dst = tmp_path / 'official.pth', tmp_path / 'soft.safetensors'
     write_timm_checkpoint(src, SMALL)
@@ -374,21 +303,3 @@ def test_safetensors_round_trip(tmp_path, capsys):
                             '--format', 'safetensors')
     assert code == 1 and '.safetensors' in err
     assert not (tmp_path / 'x.pth').exists()
-
-
-def test_safe_loading_keeps_the_process_allowlist(tmp_path):
-    """Reading a file must not take soft_mm's allowlist away from the rest
-    of the process (mmengine's resume unpickles HistoryBuffer later)."""
-    from mmengine.logging import HistoryBuffer
-
-    from soft_mm.checkpoint import safe_torch_load
-    path = tmp_path / 'hub.pth'
-    buffer = HistoryBuffer()
-    buffer.update(1.0)
-    buffer.update(2.0)
-    torch.save({'buffer': buffer}, path)
-    write_timm_checkpoint(tmp_path / 'other.pth', SMALL)
-    for _ in range(2):
-        safe_torch_load(str(tmp_path / 'other.pth'))
-        loaded = torch.load(path, weights_only=True)['buffer']
-        assert list(loaded.data[0]) == [1.0, 2.0]

@@ -11,7 +11,8 @@ import torch
 
 import soft_mm  # noqa: F401
 from soft_mm.apis.deploy import TensorForward
-from soft_mm.apis.inference import build_classifier, load_config
+from soft_mm.apis.inference import build_classifier
+from soft_mm.runner import load_config
 from tool_utils import DIGITS_CFG, ROOT, load_script, run_main
 
 CFG = DIGITS_CFG
@@ -36,8 +37,8 @@ def files(tmp_path_factory):
 
 def test_topk_and_show_dir(files, capsys):
     show = files['tmp'] / 'vis'
-    code, out, err = run_main(DEMO, capsys, files['img'], CFG, files['ckpt'], '--topk',
-                         3, '--show-dir', show)
+    code, out, err = run_main(DEMO, capsys, files['img'], CFG, files['ckpt'],
+                              '--topk', 3, '--show-dir', show)
     assert code == 0, err
     ranks = re.findall(r'\d\. (digit-\d) \(label (\d)\): ([0-9.]+)', out)
     assert len(ranks) == 3

@@ -8,7 +8,8 @@ import torch
 
 import soft_mm  # noqa: F401
 from soft_mm.apis.deploy import TensorForward
-from soft_mm.apis.inference import build_classifier, load_config
+from soft_mm.apis.inference import build_classifier
+from soft_mm.runner import load_config
 from tool_utils import TINY_CFG, load_script, run_main
 
 ONNX = load_script('tools/deployment/pytorch2onnx.py')
@@ -69,8 +70,8 @@ def test_onnx_parity_failure_exits_nonzero(files, capsys):
     out_file = files['tmp'] / 'small.onnx'
     # A negative tolerance makes any difference, even 0, a failure.
     code, out, err = run_main(ONNX, capsys, files['small_cfg'], files['small'],
-                         '--shape', 64, 96, '--output-file', out_file,
-                         '--tolerance', -1)
+                              '--shape', 64, 96, '--output-file', out_file,
+                              '--tolerance', -1)
     assert code == 1
     line, = err.strip().splitlines()
     assert str(out_file) in line and 'differs from PyTorch' in line
@@ -81,8 +82,8 @@ def test_onnx_parity_failure_exits_nonzero(files, capsys):
 def test_torchscript_and_torch_export(files, capsys, method, suffix):
     out_file = files['tmp'] / f'small_{method}{suffix}'
     code, out, err = run_main(TS, capsys, files['small_cfg'], files['small'],
-                         '--shape', 64, 96, '--method', method,
-                         '--output-file', out_file)
+                              '--shape', 64, 96, '--method', method,
+                              '--output-file', out_file)
     assert code == 0, err
     assert reported_diff(out) <= 1e-4
     loaded = (torch.jit.load(str(out_file)) if method == 'trace' else
@@ -101,8 +102,9 @@ def test_torchscript_and_torch_export(files, capsys, method, suffix):
 def test_bad_checkpoints(files, capsys, tool):
     tool = ONNX if tool == 'onnx' else TS
     # A checkpoint of another architecture.
-    code, out, err = run_main(tool, capsys, TINY_CFG, files['small'], '--shape',
-                         64, 64, '--output-file', files['tmp'] / 'x.bin')
+    code, out, err = run_main(tool, capsys, TINY_CFG, files['small'],
+                              '--shape', 64, 64, '--output-file',
+                              files['tmp'] / 'x.bin')
     assert code == 1
     line, = err.strip().splitlines()
     assert str(files['small']) in line and 'does not fit' in line

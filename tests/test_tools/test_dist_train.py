@@ -2,9 +2,9 @@
 """tools/dist_train.sh and tools/dist_test.sh with 2 processes on the CPU.
 
 mmengine 0.10's pytorch launcher calls ``torch.cuda.set_device`` and fails
-without a GPU; soft_mm.apis.launch initialises gloo instead. Here two
-torchrun processes train one model on the digits config (shortened to two
-epochs of 2 x 64 images): one checkpoint, written once, whose validation
+without a GPU; soft_mm.runner.setup_distributed initialises gloo instead.
+Here two torchrun processes train one model on the digits config (shortened
+to two epochs of 2 x 64 images): one checkpoint, written once, whose validation
 accuracy covers the whole validation split, and the model learns as a
 single-process run does (loss falls, accuracy above chance).
 """
@@ -19,6 +19,7 @@ import pytest
 
 from tool_utils import DIGITS_CFG as CONFIG
 from tool_utils import ROOT
+
 NUM_VAL = 359  # Digits(split='test')
 
 

@@ -23,8 +23,9 @@ from mmengine.config import DictAction
 
 from soft_mm.apis.complexity import DISTANCE, NEWTON, soft_flop_handles
 from soft_mm.apis.deploy import TensorForward
-from soft_mm.apis.inference import ConfigError, build_classifier, load_config
+from soft_mm.apis.inference import build_classifier
 from soft_mm.models.utils import SoftAttention
+from soft_mm.runner import ConfigError, load_config
 
 
 def parse_args(argv=None):

@@ -22,8 +22,8 @@ import torch
 
 from soft_mm.apis.deploy import (add_export_arguments, max_abs_diff,
                                  prepare_export, report_export_check)
-from soft_mm.apis.inference import ConfigError
 from soft_mm.checkpoint import CheckpointError
+from soft_mm.runner import ConfigError
 
 
 def parse_args(argv=None):

@@ -8,8 +8,8 @@ Example::
         configs/_base_/models/soft/soft-tiny.py soft-tiny.pth \
         --shape 224 224 --output-file soft-tiny.pt
 
-``--method trace`` (default) writes a TorchScript file (``torch.jit.load``; the Newton iteration
-is traced as plain ops, forward only);
+``--method trace`` (default) writes a TorchScript file (``torch.jit.load``;
+the Newton iteration is traced as plain ops, forward only);
 ``--method export`` writes a ``torch.export`` program (``.pt2``,
 ``torch.export.load``). Both trace SOFT's reference decomposition. The saved
 file is reloaded and run on a fresh random input; the tool fails (exit 1)
@@ -25,8 +25,8 @@ import torch
 from soft_mm.apis.deploy import (add_export_arguments, max_abs_diff,
                                  newton_as_plain_ops, prepare_export,
                                  report_export_check)
-from soft_mm.apis.inference import ConfigError
 from soft_mm.checkpoint import CheckpointError
+from soft_mm.runner import ConfigError
 
 
 def parse_args(argv=None):

@@ -91,8 +91,9 @@ bench() {  # bench NAME ARGS...: one benchmark_ops run into $OUT/NAME.md
   if [ "$t" = 0 ]; then echo "== $name: skipped (deadline)"; return; fi
   echo "== benchmark $name (at most ${t}s)"
   if [ "$DRY_RUN" = 1 ]; then echo "would run: benchmark_ops.py $*"; return; fi
-  timeout "$t" "$PY" tools/analysis_tools/benchmark_ops.py --device cuda "$@" \
-    | tee "$OUT/$name.md" || echo "<!-- $name: stopped (timeout ${t}s or error) -->"
+  timeout "$t" "$PY" tools/analysis_tools/benchmark_ops.py --device cuda \
+    --out-dir "$OUT/$name" "$@" | tee "$OUT/$name.md" \
+    || echo "<!-- $name: stopped (timeout ${t}s or error) -->"
 }
 sanitize() {  # sanitize TOOL IMPL: exercise_ops.py under compute-sanitizer
   local tool="$1" impl="${2:-ext}" t rc log
@@ -120,24 +121,28 @@ sanitize() {  # sanitize TOOL IMPL: exercise_ops.py under compute-sanitizer
   fi
 }
 
+# Every benchmark measurement runs in a fresh process (soft_mm.benchmark's
+# protocol, ~3-4 s of start-up each on this image), so each step measures a
+# chosen subset in one round; benchmark_ops.py --rounds N repeats it.
 # The targets first: C++ fused vs Triton vs eager reference at SOFT-tiny's
-# 224 shapes, batch 64 and 128, with the Newton-only table (Triton fused
-# >= 3x eager fwd+bwd, Newton >= 10x).
-bench benchmark_224_triton --sizes 224 --batches 64 128 --repeat 20 \
+# 224 shapes, batch 64, with the Newton-only table (Triton fused >= 3x eager
+# fwd+bwd, Newton >= 10x).
+bench benchmark_224_triton --sizes 224 --batches 64 --rounds 1 --repeat 20 \
   --no-compile --triton
 # Out-of-bounds / misaligned accesses in kernels that never ran before; the
 # log tails hold the "ERROR SUMMARY".
 sanitize memcheck ext
 sanitize memcheck triton
-# Every size (C++ fused, Triton, reference), plus the Newton-only table.
-bench benchmark_sizes --sizes $SIZES --batches 1 64 --repeat 10 --no-compile \
-  --triton
+# Stages 1 and 3 at every size (C++ fused, Triton, reference).
+bench benchmark_sizes --sizes $SIZES --batches 1 --stages 1 3 --rounds 1 \
+  --repeat 10 --no-compile --no-newton --triton
 bench benchmark_224_bf16 --sizes 224 --batches 64 --dtype bfloat16 \
-  --repeat 20 --no-compile --no-newton --triton
+  --rounds 1 --repeat 20 --no-compile --no-newton --triton
 # Shared-memory races (the C++ kernels' hand-written shared memory).
 sanitize racecheck ext
-# torch.compile of the reference compiles once per shape and pass: 224 only.
-bench benchmark_224_compile --sizes 224 --batches 1 64 --repeat 20 --no-newton
+# torch.compile of the reference compiles once per process: stage 1 only.
+bench benchmark_224_compile --sizes 224 --batches 64 --stages 1 --rounds 1 \
+  --repeat 20 --no-newton
 echo "== done in $(( $(date +%s) - SCRIPT_START ))s: results in $OUT" \
   "(exit status $tests_rc: tests, or 3 for sanitizer errors)"
 exit "$tests_rc"

@@ -1,5 +1,6 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Convert the seed's MindSpore SOFT ``.ckpt`` to soft_mm (no MindSpore needed).
+"""Convert the seed's MindSpore SOFT ``.ckpt`` to soft_mm (no MindSpore
+needed).
 
 Example::
 

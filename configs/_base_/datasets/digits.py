@@ -1,5 +1,5 @@
-# scikit-learn's 1 797 handwritten digits (ships with the package, no download),
-# upscaled to 32x32; see soft_mm.datasets.Digits.
+# scikit-learn's 1 797 handwritten digits (ships with the package, no
+# download), upscaled to 32x32; see soft_mm.datasets.Digits.
 dataset_type = 'Digits'
 data_preprocessor = dict(
     num_classes=10,

@@ -1,5 +1,5 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-from .stop_on_invalid_loss_hook import StopOnInvalidLossHook
 from .rng_state_hook import RNGStateHook
+from .stop_on_invalid_loss_hook import StopOnInvalidLossHook
 
 __all__ = ['StopOnInvalidLossHook', 'RNGStateHook']

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from soft_mm.archs import ARCH_DEFAULTS, ARCH_ZOO
 from ..utils import ClsAttention, ConvPatchEmbed, Mlp, SoftAttention
 from ..utils.checks import (check_act_cfg, check_attn_impl, check_bool,
                             check_choice, check_int, check_int_list,
@@ -32,7 +33,7 @@ SOFT_DROP_MODES = ('dropout', 'drop_path')
 INTERPOLATE_MODES = ('bilinear', 'bicubic')
 
 
-def hidden_dims(owner: str, embed_dims: int, mlp_ratio) -> int:
+def mlp_hidden_dims(owner: str, embed_dims: int, mlp_ratio) -> int:
     """The FFN width ``int(embed_dims * mlp_ratio)``, checked to be >= 1."""
     check_real(owner, 'mlp_ratio', mlp_ratio, 0., low_open=True)
     hidden = int(embed_dims * mlp_ratio)
@@ -82,7 +83,8 @@ class SoftBlock(nn.Module):
         self.attn = SoftAttention(embed_dims, num_heads, sr_ratio,
                                   local_kernel, **attn_kwargs)
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.ffn = Mlp(embed_dims, hidden_dims(owner, embed_dims, mlp_ratio),
+        self.ffn = Mlp(embed_dims,
+                       mlp_hidden_dims(owner, embed_dims, mlp_ratio),
                        act_cfg)
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
         if drop_mode == 'dropout':
@@ -96,7 +98,8 @@ class SoftBlock(nn.Module):
 
 
 class ClsBlock(nn.Module):
-    """Pre-norm block ``x + DropPath(Attn(LN(x)))``, ``x + DropPath(MLP(LN(x)))``.
+    """Pre-norm block: ``x + DropPath(Attn(LN(x)))``, then
+    ``x + DropPath(MLP(LN(x)))``.
 
     Args:
         embed_dims (int): Channels.
@@ -122,14 +125,14 @@ class ClsBlock(nn.Module):
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn = ClsAttention(embed_dims, num_heads)
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.mlp = Mlp(embed_dims, hidden_dims(owner, embed_dims, mlp_ratio),
+        self.mlp = Mlp(embed_dims,
+                       mlp_hidden_dims(owner, embed_dims, mlp_ratio),
                        act_cfg)
         self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
 
 
 @MODELS.register_module()
@@ -195,34 +198,8 @@ class SOFT(BaseBackbone):
     Every argument is validated when the backbone is built; a bad one raises
     a ``TypeError`` or ``ValueError`` that names it (or its arch key).
     """
-    arch_zoo = {
-        'tiny': dict(
-            embed_dims=[64, 128, 320, 512],
-            num_heads=[2, 4, 10, 16],
-            depths=[1, 2, 3, 2]),
-        'small': dict(
-            embed_dims=[64, 128, 320, 512],
-            num_heads=[2, 4, 10, 16],
-            depths=[1, 3, 7, 4]),
-        'medium': dict(
-            embed_dims=[64, 128, 288, 512],
-            num_heads=[2, 4, 9, 16],
-            depths=[1, 3, 29, 5]),
-        'large': dict(
-            embed_dims=[64, 128, 320, 512],
-            num_heads=[2, 4, 10, 16],
-            depths=[1, 3, 40, 5]),
-        'huge': dict(
-            embed_dims=[64, 128, 352, 512],
-            num_heads=[2, 4, 11, 16],
-            depths=[1, 5, 49, 5]),
-    }
-    arch_defaults = dict(
-        sr_ratios=[8, 4, 2],
-        local_kernels=[9, 5, 3],
-        mlp_ratio=4,
-        soft_mlp_ratio=4,
-        stem_channels=32)
+    arch_zoo = ARCH_ZOO
+    arch_defaults = ARCH_DEFAULTS
     num_stages = 4
     OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap')
 
@@ -292,7 +269,7 @@ class SOFT(BaseBackbone):
             ConvPatchEmbed(
                 in_channels,
                 self.embed_dims[0],
-                hidden_dims=(stem_ch, stem_ch),
+                mid_channels=(stem_ch, stem_ch),
                 strides=(2, 1, 2),
                 bias=conv_bias)
         ] + [

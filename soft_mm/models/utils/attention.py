@@ -9,8 +9,8 @@ from mmcv.cnn import build_activation_layer
 from torch import Tensor
 
 from soft_mm.ops import depthwise_conv2d_nhwc, soft_attention
-from .checks import (check_act_cfg, check_attn_impl, check_bool,
-                     check_heads, check_int, check_landmark_grid)
+from .checks import (check_act_cfg, check_attn_impl, check_bool, check_heads,
+                     check_int, check_landmark_grid)
 
 
 class SoftAttention(nn.Module):

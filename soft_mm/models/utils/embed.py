@@ -1,5 +1,6 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Overlapping convolutional patch embeddings of SOFT (stem and downsamplers)."""
+"""Overlapping convolutional patch embeddings of SOFT (stem and
+downsamplers)."""
 from collections import OrderedDict
 from typing import Tuple
 
@@ -20,8 +21,8 @@ class ConvPatchEmbed(nn.Module):
     Args:
         in_channels (int): Input channels.
         embed_dims (int): Output channels.
-        hidden_dims (Sequence[int]): Widths of the units before the last.
-            Defaults to ``()`` (a single unit).
+        mid_channels (Sequence[int]): Output channels of the units before
+            the last. Defaults to ``()`` (a single unit).
         strides (Sequence[int]): Stride of each unit. Defaults to ``(2, )``.
         norm_cfg (dict): Normalisation layer. Defaults to BN.
         bias (bool): Whether the convs have a bias. The official model keeps
@@ -32,12 +33,12 @@ class ConvPatchEmbed(nn.Module):
     def __init__(self,
                  in_channels: int,
                  embed_dims: int,
-                 hidden_dims=(),
+                 mid_channels=(),
                  strides=(2, ),
                  norm_cfg: dict = dict(type='BN'),
                  bias: bool = True):
         super().__init__()
-        widths = [in_channels, *hidden_dims, embed_dims]
+        widths = [in_channels, *mid_channels, embed_dims]
         if len(strides) != len(widths) - 1:
             raise ValueError('ConvPatchEmbed: need one stride per unit, got '
                              f'{len(strides)} strides for {len(widths) - 1} '

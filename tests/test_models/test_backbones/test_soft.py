@@ -244,21 +244,6 @@ def test_soft_block_shapes():
     assert block(x, (12, 10)).shape == x.shape
 
 
-def test_landmark_grid_bounds_landmarks():
-    attn = SoftAttention(64, 2, sr_ratio=2, local_kernel=3, landmark_grid=7)
-    q = torch.randn(1, 2, 50 * 40, 32)
-    assert attn.sample_landmarks(q, (50, 40)).shape == (1, 2, 49, 32)
-    # At or below grid * sr the bounded mode is the official one.
-    official = SoftAttention(64, 2, sr_ratio=2, local_kernel=3)
-    official.load_state_dict(attn.state_dict())
-    q = torch.randn(1, 2, 14 * 14, 32)
-    torch.testing.assert_close(
-        attn.sample_landmarks(q, (14, 14)),
-        official.sample_landmarks(q, (14, 14)))
-    assert official.sample_landmarks(
-        torch.randn(1, 2, 50 * 40, 32), (50, 40)).shape[2] == 25 * 20
-
-
 def test_builds_from_config_with_custom_imports_and_scope():
     from mmengine.config import Config
     from mmengine.registry import MODELS as ROOT_MODELS
@@ -362,16 +347,6 @@ def test_bad_backbone_arguments_name_the_key(kwargs, error, key):
 
 
 @pytest.mark.parametrize('build,error,key', [
-    (lambda: SoftAttention(64, 2, sr_ratio=0, local_kernel=3), ValueError,
-     'sr_ratio'),
-    (lambda: SoftAttention(64, 2, sr_ratio=2, local_kernel=4), ValueError,
-     'local_kernel'),
-    (lambda: SoftAttention(64, 3, sr_ratio=2, local_kernel=3), ValueError,
-     'num_heads'),
-    (lambda: SoftAttention(64, 2, 2, 3, landmark_grid=-2), ValueError,
-     'landmark_grid'),
-    (lambda: SoftAttention(64, 2, 2, 3, attn_impl='gpu'), ValueError,
-     'attn_impl'),
     (lambda: SoftBlock(64, 2, 2, 3, drop_rate=2.), ValueError, 'drop_rate'),
     (lambda: SoftBlock(64, 2, 2, 3, mlp_ratio=-4), ValueError, 'mlp_ratio'),
     (lambda: SoftBlock(64, 2, 2, 3, drop_mode='x'), ValueError, 'drop_mode'),

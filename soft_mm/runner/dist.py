@@ -1,8 +1,7 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Device-aware set-up shared by ``tools/train.py`` and ``tools/test.py``."""
+"""Device-aware distributed set-up of ``tools/train.py`` and
+``tools/test.py``."""
 import os
-import os.path as osp
-from copy import deepcopy
 
 import torch
 import torch.distributed as torch_dist
@@ -66,30 +65,7 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
         cfg['model_wrapper_cfg'] = wrapper
 
 
-def default_work_dir(cfg: Config, config_path: str, work_dir=None) -> str:
-    """``--work-dir``, else the config's, else ``work_dirs/<config name>``."""
-    if work_dir is not None:
-        return work_dir
-    if cfg.get('work_dir') is not None:
-        return cfg.work_dir
-    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
-
-
-def set_dataloader_defaults(cfg: Config, field: str, pin_memory: bool,
-                            persistent_workers: bool) -> None:
-    """Fill in mmpretrain's dataloader defaults where the config is silent.
-
-    ``persistent_workers`` is only valid with worker processes, so it is
-    turned off for ``num_workers=0`` (the CPU demo configs).
-    """
-    if cfg.get(field) is None:
-        return
-    loader = ConfigDict(
-        pin_memory=pin_memory and torch.cuda.is_available(),
-        collate_fn=dict(type='default_collate'))
-    loader.update(deepcopy(cfg[field]))
-    workers = loader.get('num_workers', 0)
-    loader.setdefault('persistent_workers', persistent_workers and workers > 0)
-    if workers == 0:
-        loader['persistent_workers'] = False
-    cfg[field] = loader
+def is_main_process_by_env() -> bool:
+    """Rank 0 of a launch (by the launcher's environment, before
+    ``torch.distributed`` is initialised)."""
+    return os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0')) == '0'

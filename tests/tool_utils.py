@@ -1,14 +1,16 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Helpers shared by the tests of tools/ and demo/."""
+"""Helpers shared by the tests: paths, and running the scripts of tools/
+and demo/ in-process."""
 import importlib.util
 import json
 import os
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIGITS_CFG = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
-TINY_CFG = osp.join(ROOT, 'configs', '_base_', 'models', 'soft', 'soft-tiny.py')
+TINY_CFG = osp.join(ROOT, 'configs', '_base_', 'models', 'soft',
+                    'soft-tiny.py')
 
 
 def load_script(relpath, register=False):
@@ -19,7 +21,8 @@ def load_script(relpath, register=False):
     file name, for scripts whose child processes re-import it by name.
     """
     name = osp.splitext(osp.basename(relpath))[0]
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, relpath))
+    spec = importlib.util.spec_from_file_location(name,
+                                                  osp.join(ROOT, relpath))
     module = importlib.util.module_from_spec(spec)
     if register:
         sys.modules[name] = module
