@@ -2,7 +2,7 @@
 """What a benchmark writes: the header (machine, protocol, loads), its
 tables in markdown, and the JSON record."""
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from .machine import banner
 
@@ -54,7 +54,8 @@ def _ratio(value) -> str:
     return _fmt(value, '.2f') + 'x' if value else ''
 
 
-def model_tables(summary: Sequence[dict], titles: Dict[int, str]) -> List[str]:
+def model_markdown(summary: Sequence[dict],
+                   titles: Dict[int, str]) -> List[str]:
     """One markdown table per table of the model benchmark: min / median /
     max ms, images per second, time and memory against the baseline."""
     lines = []
@@ -88,10 +89,10 @@ def model_tables(summary: Sequence[dict], titles: Dict[int, str]) -> List[str]:
     return lines
 
 
-def variant_table(summary: Sequence[dict], rows: Dict[int, Sequence],
-                  columns: Sequence[str], variants: Sequence[str],
-                  ratios: Sequence[tuple],
-                  errors: Sequence[str] = ()) -> List[str]:
+def variant_markdown(summary: Sequence[dict], rows: Dict[int, Sequence],
+                     columns: Sequence[str], variants: Sequence[str],
+                     ratios: Sequence[tuple],
+                     errors: Sequence[str] = ()) -> List[str]:
     """A table with one row per benchmark table and the variants (cases of
     that table) side by side: median ms and peak MiB of each, ratios of
     medians, and the variants' error against the float64 reference.
@@ -134,16 +135,16 @@ def variant_table(summary: Sequence[dict], rows: Dict[int, Sequence],
 
 def write_report(stem: str, text: str, header: dict,
                  summary: Sequence[dict]) -> None:
-    """``STEM.md`` (the text) and ``STEM.json`` (header and summary)."""
+    """Write ``STEM.md`` (the text) and ``STEM.json`` (header and summary),
+    and print the text, the busy warning if there is one, and where the
+    files are (``STEM.csv`` holds every measurement)."""
     with open(stem + '.md', 'w') as f:
         f.write(text)
     with open(stem + '.json', 'w') as f:
         json.dump(dict(header=header, summary=list(summary)), f, indent=1,
                   default=str)
-
-
-def busy_banner(header: dict) -> Optional[str]:
-    """The loud warning to print after the tables, or None."""
-    if not header['warnings']:
-        return None
-    return banner(header['warnings'], header['busy_threshold'])
+    print()
+    print(text)
+    if header['warnings']:
+        print(banner(header['warnings'], header['busy_threshold']))
+    print(f'wrote {stem}.md, {stem}.csv and {stem}.json')

@@ -1,12 +1,12 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""What the benchmarks measure, described as data for
-:mod:`soft_mm.benchmark.measure`: the models compared with SOFT-tiny, the
-default tables of the model benchmark, and the SOFT attention op at
-SOFT-tiny's stage shapes."""
+"""What the benchmarks measure, as :class:`~soft_mm.benchmark.Case` lists
+for the protocol: the models compared with SOFT-tiny (and their default
+tables), and the SOFT attention op at SOFT-tiny's stage shapes."""
 import importlib.util
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from soft_mm.archs import ARCH_DEFAULTS, ARCH_ZOO
+from .protocol import CURRENT_ROOT, Case
 
 #: Default models of the classifier comparison and of the backbone mode.
 CLS_MODELS = ('soft-tiny', 'deit-tiny', 'deit-small', 'pcpvt-s', 'swin-t',
@@ -121,3 +121,144 @@ def stage_shape(size: int, stage: int, batch: int) -> Tuple[int, ...]:
     heads, sr, head_dim = tiny_stages()[stage]
     res = size // (4 * 2**(stage - 1))
     return batch, heads, res * res, (res // sr)**2, head_dim
+
+
+def model_tables(models: Optional[Sequence[str]] = None,
+                 sizes: Optional[Sequence[Tuple[int, int]]] = None,
+                 batches: Sequence[int] = (1, ),
+                 passes: Sequence[str] = ('infer', 'train'),
+                 precisions: Sequence[str] = ('fp32', ),
+                 compiles: Sequence[str] = ('off', ),
+                 mode: str = 'cls',
+                 before: bool = False) -> List[dict]:
+    """The tables of the model benchmark: :data:`DEFAULT_TABLES` (reduced to
+    ``models``) without ``sizes``, else every size x batch x pass; each once
+    per precision and compile setting.
+
+    Returns:
+        list[dict]: ``table`` (1, 2, ...), ``pass_``, ``size``, ``batch``,
+        ``precision``, ``compile_``, ``models``; tables left without a
+        model are dropped.
+    """
+    if sizes is None:
+        base = [(p, s, b,
+                 tuple(m for m in names if models is None or m in models))
+                for p, s, b, names in DEFAULT_TABLES]
+    else:
+        names = tuple(models or (
+            (CLS_MODELS if mode == 'cls' else BACKBONE_MODELS) +
+            (BEFORE_MODELS[:1] if before else ())))
+        base = [(p, s, b, names) for s in sizes for b in batches
+                for p in passes]
+    tables = [dict(pass_=p, size=s, batch=b, precision=precision,
+                   compile_=compile_, models=names)
+              for p, s, b, names in base if names
+              for precision in precisions for compile_ in compiles]
+    for i, table in enumerate(tables, 1):
+        table['table'] = i
+    return tables
+
+
+def table_title(table: dict) -> str:
+    """``'train 224x224, batch 8, fp32, eager'``."""
+    h, w = table['size']
+    return (f"{table['pass_']} {h}x{w}, batch {table['batch']}, "
+            f"{table['precision']}, "
+            f"{'torch.compile' if table['compile_'] == 'on' else 'eager'}")
+
+
+def model_cases(tables: Sequence[dict],
+                mode: str,
+                before_root: Optional[str] = None,
+                skip: Sequence[str] = ()) -> List[Case]:
+    """One case per model of every table.
+
+    Args:
+        tables (Sequence[dict]): :func:`model_tables`'s.
+        mode (str): ``'cls'`` or ``'backbone'``.
+        before_root (str, optional): The checkout ``*-before`` models
+            import soft_mm from.
+        skip (Sequence[str]): ``MODEL@HxW[@pass]`` not to run.
+    """
+    cases = []
+    for table in tables:
+        h, w = table['size']
+        for name in table['models']:
+            before = name.endswith('-before')
+            why = static_skip(name, mode)
+            if before and not before_root:
+                why = 'no --before-root given'
+            if {f'{name}@{h}x{w}', f'{name}@{h}x{w}@{table["pass_"]}'} & set(
+                    skip):
+                why = '--skip'
+            source = ''
+            if before_root and name.startswith('soft-tiny'):
+                source = ('soft_mm of --before-root' if before else
+                          'soft_mm of this tree')
+            cases.append(Case(
+                table['table'], name,
+                model_subject(name[:-len('-before')] if before else name,
+                              mode, table['size']),
+                {'pass': table['pass_'], 'height': h, 'width': w,
+                 'batch': table['batch'], 'precision': table['precision'],
+                 'compile': table['compile_']},
+                root=before_root if before else CURRENT_ROOT, skip=why,
+                note=source))
+    return cases
+
+
+def attention_cases(sizes: Sequence[int], stages: Sequence[int],
+                    batches: Sequence[int], variants: Sequence[tuple],
+                    norm: bool = False, dtype: str = 'float32',
+                    first_table: int = 1) -> Tuple[List[Case], dict]:
+    """The op benchmark's tables: one per (size, stage, batch, pass), the
+    variants (``(name, impl, compiled)``) side by side.
+
+    Returns:
+        tuple[list[Case], dict]: The cases and each table's leading cells
+        (size, stage, B, h, n, m, pass).
+    """
+    cases, leads, table = [], {}, first_table
+    for size in sizes:
+        for stage in stages:
+            for batch in batches:
+                shape = stage_shape(size, stage, batch)
+                for pass_ in ('infer', 'train'):
+                    leads[table] = [size, stage, *shape[:4],
+                                    'fwd+bwd' if pass_ == 'train' else 'fwd']
+                    for name, impl, compiled in variants:
+                        subject = dict(kind='attention', shape=list(shape),
+                                       impl=impl, compile=compiled,
+                                       norm=norm, dtype=dtype)
+                        cases.append(Case(table, name, subject,
+                                          {'pass': pass_}))
+                    table += 1
+    return cases, leads
+
+
+def newton_cases(sizes: Sequence[int], stages: Sequence[int],
+                 batches: Sequence[int], variants: Sequence[tuple],
+                 first_table: int = 1) -> Tuple[List[Case], dict]:
+    """The Newton iteration alone: one table per distinct ``(B * h, m)``
+    of the stages, the variants (``(name, impl)``) side by side.
+
+    Returns:
+        tuple[list[Case], dict]: The cases and each table's leading cells
+        (size, stage, B*h, m).
+    """
+    cases, leads, table, seen = [], {}, first_table, set()
+    for size in sizes:
+        for stage in stages:
+            for batch in batches:
+                b, h, _, m, d = stage_shape(size, stage, batch)
+                if (b * h, m) in seen:
+                    continue
+                seen.add((b * h, m))
+                leads[table] = [size, stage, b * h, m]
+                for name, impl in variants:
+                    subject = dict(kind='newton', shape=[b * h, m, d],
+                                   impl=impl)
+                    cases.append(Case(table, name, subject,
+                                      {'pass': 'infer'}))
+                table += 1
+    return cases, leads

@@ -4,8 +4,11 @@ import importlib.util
 
 import pytest
 
-from soft_mm.benchmark.subjects import (DEFAULT_TABLES, model_subject,
-                                        stage_shape, static_skip, tiny_stages)
+from soft_mm.benchmark.subjects import (DEFAULT_TABLES, attention_cases,
+                                        model_cases, model_subject,
+                                        model_tables, newton_cases,
+                                        stage_shape, static_skip, table_title,
+                                        tiny_stages)
 
 
 def test_op_shapes_follow_the_arch_zoo():
@@ -40,3 +43,40 @@ def test_model_subjects():
     assert [t[:3] for t in DEFAULT_TABLES] == [
         ('train', (224, 224), 8), ('infer', (224, 224), 8),
         ('train', (1024, 1024), 1)]
+
+
+def test_op_tables():
+    """Newton rows per distinct (B*h, m): stage 1 at batch 2 and stage 2
+    at batch 1 share (4, 4)."""
+    cases, leads = newton_cases([64], [1, 2, 3], [1, 2], [('kernel', 'ext')],
+                                13)
+    assert list(leads.values()) == [[64, 1, 2, 4], [64, 1, 4, 4],
+                                    [64, 2, 8, 4], [64, 3, 10, 4],
+                                    [64, 3, 20, 4]]
+    assert [c.table for c in cases] == [13, 14, 15, 16, 17]
+    cases, leads = attention_cases(
+        [64], [1, 2, 3], [1, 2],
+        [('fused', 'ext', False), ('reference', 'reference', False)])
+    assert len(leads) == 12 and len(cases) == 24
+    assert leads[2] == [64, 1, 1, 2, 256, 4, 'fwd+bwd']
+    assert cases[0].subject == dict(kind='attention', shape=[1, 2, 256, 4, 32],
+                                    impl='ext', compile=False, norm=False,
+                                    dtype='float32')
+
+
+def test_model_tables_and_cases():
+    tables = model_tables(['toy', 'soft-tiny-before'], [(32, 48)], [2],
+                          ['train'], ['fp32', 'amp'], ['off'])
+    assert [(t['table'], t['precision']) for t in tables] == [(1, 'fp32'),
+                                                              (2, 'amp')]
+    assert table_title(tables[1]) == 'train 32x48, batch 2, amp, eager'
+    cases = model_cases(tables, 'cls', skip=['toy@32x48@train'])
+    assert [(c.name, c.skip) for c in cases[:2]] == [
+        ('toy', '--skip'), ('soft-tiny-before', 'no --before-root given')]
+    assert cases[0].settings == {'pass': 'train', 'height': 32, 'width': 48,
+                                 'batch': 2, 'precision': 'fp32',
+                                 'compile': 'off'}
+    cases = model_cases(tables, 'cls', before_root='/old')
+    assert cases[1].root == '/old' and cases[1].note == ('soft_mm of '
+                                                         '--before-root')
+    assert model_tables(['swin-t']) == []  # not in the default tables

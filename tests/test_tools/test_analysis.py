@@ -162,7 +162,7 @@ def test_benchmark_default_tables_and_pvt_without_timm(tmp_path):
         ('train', (1024, 1024), 1)]
     assert all(t['models'] == ('pvt-v2-b1', 'deit-tiny') for t in args.tables)
     assert args.threads == 2 and args.device == 'cpu'
-    cases = tool.build_cases(args)
+    cases = tool.model_cases(args.tables, args.mode)
     if importlib.util.find_spec('timm') is None:
         assert cases[0].skip == 'timm not installed'
     args = tool.parse_args([])
@@ -244,19 +244,3 @@ def test_benchmark_ops_prints_both_tables(tmp_path):
     with open(tmp_path / 'benchmark_ops.csv') as f:
         assert {r['variant'] for r in csv.DictReader(f)} == {
             'fused', 'reference', 'kernel'}
-
-
-def test_benchmark_ops_tables():
-    """Newton rows per distinct (B*h, m): stage 1 at batch 2 and stage 2
-    at batch 1 share (4, 4)."""
-    tool = load_tool('benchmark_ops')
-    args = tool.parse_args(['--sizes', '64', '--batches', '1', '2'])
-    cases, leads = tool.newton_cases(args, [('kernel', 'ext')], 13)
-    assert list(leads.values()) == [[64, 1, 2, 4], [64, 1, 4, 4],
-                                    [64, 2, 8, 4], [64, 3, 10, 4],
-                                    [64, 3, 20, 4]]
-    assert [c.table for c in cases] == [13, 14, 15, 16, 17]
-    cases, leads = tool.attention_cases(
-        args, [('fused', 'ext', False), ('reference', 'reference', False)])
-    assert len(leads) == 12 and len(cases) == 24
-    assert leads[2] == [64, 1, 1, 2, 256, 4, 'fwd+bwd']

@@ -43,14 +43,12 @@ import sys
 
 import torch
 
-from soft_mm.benchmark import CURRENT_ROOT, Case, run_benchmark
+from soft_mm.benchmark import CURRENT_ROOT, run_benchmark
 from soft_mm.benchmark.machine import cpu_busy_seconds, read_loadavg
-from soft_mm.benchmark.report import (busy_banner, markdown_header,
-                                      model_tables, write_report)
-from soft_mm.benchmark.subjects import (ALL_MODELS, BACKBONE_MODELS, BASELINE,
-                                        BEFORE_MODELS, CLS_MODELS,
-                                        DEFAULT_TABLES, model_subject,
-                                        static_skip)
+from soft_mm.benchmark.report import (markdown_header, model_markdown,
+                                      write_report)
+from soft_mm.benchmark.subjects import (ALL_MODELS, BASELINE, BEFORE_MODELS,
+                                        model_cases, model_tables, table_title)
 
 
 def parse_size(text: str):
@@ -159,7 +157,11 @@ def check_args(parser, args):
     if default and (args.batch_sizes or args.passes):
         parser.error('--batch-sizes and --passes apply with --sizes only '
                      '(without --sizes the default tables run)')
-    args.tables = build_tables(args, default)
+    sizes = None if default else args.sizes or [(512, 512), (800, 1333)]
+    args.tables = model_tables(
+        args.models, sizes, args.batch_sizes or [1],
+        args.passes or ['infer', 'train'], args.precisions, args.compile,
+        args.mode, bool(args.before_root))
     if not args.tables:
         parser.error(f'none of --models {" ".join(args.models)} is in the '
                      'default tables; give --sizes as well')
@@ -167,67 +169,6 @@ def check_args(parser, args):
         args.baseline = BASELINE
     elif not any(args.baseline in t['models'] for t in args.tables):
         parser.error(f'--baseline {args.baseline} is not among the models')
-
-
-def build_tables(args, default):
-    """The tables: dicts of pass, size, batch, precision, compile, models."""
-    if default:
-        base = [(p, s, b,
-                 tuple(m for m in models
-                       if args.models is None or m in args.models))
-                for p, s, b, models in DEFAULT_TABLES]
-    else:
-        sizes = args.sizes or [(512, 512), (800, 1333)]
-        models = args.models or (
-            (CLS_MODELS if args.mode == 'cls' else BACKBONE_MODELS) +
-            (BEFORE_MODELS[:1] if args.before_root else ()))
-        base = [(p, s, b, tuple(models)) for s in sizes
-                for b in (args.batch_sizes or [1])
-                for p in (args.passes or ['infer', 'train'])]
-    tables = [dict(pass_=p, size=s, batch=b, precision=precision,
-                   compile_=compile_, models=models)
-              for p, s, b, models in base if models
-              for precision in args.precisions for compile_ in args.compile]
-    for i, table in enumerate(tables, 1):
-        table['table'] = i
-    return tables
-
-
-def table_title(table) -> str:
-    h, w = table['size']
-    return (f"{table['pass_']} {h}x{w}, batch {table['batch']}, "
-            f"{table['precision']}, "
-            f"{'torch.compile' if table['compile_'] == 'on' else 'eager'}")
-
-
-def skip_reason(args, table, name):
-    h, w = table['size']
-    if {f'{name}@{h}x{w}', f'{name}@{h}x{w}@{table["pass_"]}'} & set(
-            args.skip):
-        return '--skip'
-    return static_skip(name, args.mode)
-
-
-def build_cases(args):
-    cases = []
-    for table in args.tables:
-        h, w = table['size']
-        for name in table['models']:
-            before = name.endswith('-before')
-            source = ''
-            if args.before_root and name.startswith('soft-tiny'):
-                source = ('soft_mm of --before-root' if before else
-                          'soft_mm of this tree')
-            cases.append(Case(
-                table['table'], name,
-                model_subject(name[:-len('-before')] if before else name,
-                              args.mode, table['size']),
-                {'pass': table['pass_'], 'height': h, 'width': w,
-                 'batch': table['batch'], 'precision': table['precision'],
-                 'compile': table['compile_']},
-                root=args.before_root if before else CURRENT_ROOT,
-                skip=skip_reason(args, table, name), note=source))
-    return cases
 
 
 def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
@@ -240,8 +181,9 @@ def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
     baselines = {t['table']: args.baseline if args.baseline in t['models']
                  else t['models'][0] for t in args.tables}
     stem = osp.join(args.out_dir, f'benchmark_{args.mode}')
+    cases = model_cases(args.tables, args.mode, args.before_root, args.skip)
     rows, summary, header = run_benchmark(
-        build_cases(args), rounds=args.rounds, iters=args.iters,
+        cases, rounds=args.rounds, iters=args.iters,
         warmup=args.warmup, threads=args.threads, device=args.device,
         out_stem=stem, baselines=baselines, roots=roots, command=command,
         busy_load=args.busy_load, timeout=args.timeout, loadavg=loadavg,
@@ -249,13 +191,8 @@ def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
     titles = {t['table']: table_title(t) for t in args.tables}
     text = '\n'.join(
         markdown_header(f'Benchmark ({args.mode})', header) +
-        model_tables(summary, titles))
+        model_markdown(summary, titles))
     write_report(stem, text, header, summary)
-    print()
-    print(text)
-    if busy_banner(header):
-        print(busy_banner(header))
-    print(f'wrote {stem}.md, {stem}.csv and {stem}.json')
     return 0 if any(r['status'] == 'ok' for r in rows) else 1
 
 

@@ -38,10 +38,10 @@ import sys
 
 import torch
 
-from soft_mm.benchmark import Case, run_benchmark
-from soft_mm.benchmark.report import (busy_banner, markdown_header,
-                                      variant_table, write_report)
-from soft_mm.benchmark.subjects import stage_shape
+from soft_mm.benchmark import run_benchmark
+from soft_mm.benchmark.report import (markdown_header, variant_markdown,
+                                      write_report)
+from soft_mm.benchmark.subjects import attention_cases, newton_cases
 from soft_mm.ops import get_backend
 
 
@@ -84,50 +84,6 @@ def parse_args(argv=None):
     return args
 
 
-def attention_cases(args, variants, first_table=1):
-    """One table per (size, stage, batch, pass): the variants side by side.
-
-    Returns:
-        tuple[list[Case], dict]: The cases and each table's leading cells.
-    """
-    cases, leads, table = [], {}, first_table
-    for size in args.sizes:
-        for stage in args.stages:
-            for batch in args.batches:
-                shape = stage_shape(size, stage, batch)
-                for pass_ in ('infer', 'train'):
-                    leads[table] = [size, stage, *shape[:4],
-                                    'fwd+bwd' if pass_ == 'train' else 'fwd']
-                    for name, impl, compiled in variants:
-                        subject = dict(kind='attention', shape=list(shape),
-                                       impl=impl, compile=compiled,
-                                       norm=args.norm, dtype=args.dtype)
-                        cases.append(Case(table, name, subject,
-                                          {'pass': pass_}))
-                    table += 1
-    return cases, leads
-
-
-def newton_cases(args, variants, first_table):
-    """One table per distinct ``(B * h, m)`` of the stages."""
-    cases, leads, table, seen = [], {}, first_table, set()
-    for size in args.sizes:
-        for stage in args.stages:
-            for batch in args.batches:
-                b, h, _, m, d = stage_shape(size, stage, batch)
-                if (b * h, m) in seen:
-                    continue
-                seen.add((b * h, m))
-                leads[table] = [size, stage, b * h, m]
-                for name, impl in variants:
-                    subject = dict(kind='newton', shape=[b * h, m, d],
-                                   impl=impl)
-                    cases.append(Case(table, name, subject,
-                                      {'pass': 'infer'}))
-                table += 1
-    return cases, leads
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -144,10 +100,13 @@ def main(argv=None) -> int:
         get_backend('triton').require(device.type)
         attention.append(('triton', 'triton', False))
         newton.append(('triton', 'triton'))
-    cases, att_leads = attention_cases(args, attention)
+    cases, att_leads = attention_cases(args.sizes, args.stages, args.batches,
+                                       attention, args.norm, args.dtype)
     newton_leads = {}
     if not args.no_newton:
-        more, newton_leads = newton_cases(args, newton, len(att_leads) + 1)
+        more, newton_leads = newton_cases(args.sizes, args.stages,
+                                          args.batches, newton,
+                                          len(att_leads) + 1)
         cases += more
     env = {}
     if device.type == 'cpu' and os.access('/proc/self/clear_refs', os.W_OK):
@@ -175,7 +134,7 @@ def main(argv=None) -> int:
                    ('fused/triton time', 'fused', 'triton', 'time')]
     title = (f'SOFT attention op ({args.dtype}, norm={args.norm}): median '
              'over the rounds')
-    lines = markdown_header(title, header) + variant_table(
+    lines = markdown_header(title, header) + variant_markdown(
         summary, att_leads, ['size', 'stage', 'B', 'h', 'n', 'm', 'pass'],
         names, ratios, ['fused'] + (['triton'] if args.triton else []))
     if newton_leads:
@@ -184,17 +143,12 @@ def main(argv=None) -> int:
             ratios.append(('ref/triton time', 'reference', 'triton', 'time'))
         lines += ['', 'Newton iteration alone (20 steps, float32, the '
                   "stage's B*h landmark kernels), median ms:", '']
-        lines += variant_table(summary, newton_leads,
-                               ['size', 'stage', 'B*h', 'm'],
-                               [name for name, _ in newton], ratios,
-                               ['triton'] if args.triton else [])
+        lines += variant_markdown(summary, newton_leads,
+                                  ['size', 'stage', 'B*h', 'm'],
+                                  [name for name, _ in newton], ratios,
+                                  ['triton'] if args.triton else [])
     text = '\n'.join(lines) + '\n'
     write_report(stem, text, header, summary)
-    print()
-    print(text)
-    if busy_banner(header):
-        print(busy_banner(header))
-    print(f'wrote {stem}.md, {stem}.csv and {stem}.json')
     return 0 if any(r['status'] == 'ok' for r in rows) else 1
 
 
