@@ -5,8 +5,9 @@ Importing it registers the ``SOFT`` backbone and soft_mm's datasets in
 mmpretrain's registries and soft_mm's models in mmpretrain's model hub
 (``mmpretrain.get_model('soft-tiny_3rdparty_8xb128-official_in1k')``, see
 :mod:`soft_mm.apis.model_index`), registers the ``soft-official://`` and
-``soft-mindspore://`` checkpoint schemes with mmengine, and lets
-``torch.load(weights_only=True)`` read the few plain-data types that
+``soft-mindspore://`` checkpoint schemes with mmengine, makes mmengine's
+local checkpoint writes atomic (see :mod:`soft_mm.checkpoint.atomic`), and
+lets ``torch.load(weights_only=True)`` read the few plain-data types that
 mmengine checkpoints hold (see :mod:`soft_mm.checkpoint.io`).
 
 Without mmengine / mmpretrain installed, only the attention op
@@ -37,9 +38,12 @@ except ModuleNotFoundError as e:
 else:
     from . import datasets, engine, models  # noqa: F401
     from .apis.model_index import register_model_index
-    from .checkpoint import register_checkpoint_schemes, register_safe_globals
+    from .checkpoint import (register_atomic_saves,
+                             register_checkpoint_schemes,
+                             register_safe_globals)
     register_safe_globals()
     register_checkpoint_schemes()
+    register_atomic_saves()
     register_model_index()
 
 __all__ = ['__version__', 'version_info', 'OPENMMLAB_MISSING']

@@ -7,6 +7,14 @@
 # GPUS is the total number of devices (tasks); GPUS_PER_NODE those on each
 # node (also the --gres count). mmengine reads the rank, world size and master
 # address from SLURM's environment; PORT (default 29500) sets the master port.
+#
+# Preemption and time limits (docs/training.md#preemption): on SIGTERM, or the
+# signal asked for with srun's --signal, every task saves at the end of its
+# iteration and exits 75; with --requeue the job requeues itself
+# (scontrol requeue), and --resume makes the requeued job continue:
+#
+#   SRUN_ARGS="--signal=USR1@120" tools/slurm_train.sh PARTITION JOB CONFIG \
+#       WORK_DIR --resume --requeue
 set -euo pipefail
 
 if [ $# -lt 4 ]; then

@@ -5,6 +5,7 @@ import os
 import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import get_world_size
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -12,9 +13,9 @@ import soft_mm  # noqa: F401  (registers SOFT; safe checkpoint loading)
 from soft_mm.checkpoint import CheckpointError
 from soft_mm.runner import (ConfigError, WorkDirBusyError, WorkDirLock,
                             check_resumable, default_work_dir,
-                            is_main_process_by_env, load_config,
-                            resolve_resume, set_dataloader_defaults,
-                            setup_distributed)
+                            enable_preemption, is_main_process_by_env,
+                            load_config, resolve_resume,
+                            set_dataloader_defaults, setup_distributed)
 
 
 def parse_args(argv=None):
@@ -38,6 +39,11 @@ def parse_args(argv=None):
         '--auto-scale-lr',
         action='store_true',
         help='scale the lr by actual / base batch size (auto_scale_lr)')
+    parser.add_argument(
+        '--requeue',
+        action='store_true',
+        help='on SLURM, requeue the job after saving on a preemption '
+        'signal (scontrol requeue $SLURM_JOB_ID)')
     parser.add_argument(
         '--no-pin-memory',
         action='store_true',
@@ -89,6 +95,8 @@ def merge_args(cfg: Config, args) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = default_work_dir(cfg, args.config, args.work_dir)
+    # Save on SIGTERM / SIGUSR1 and resume inside the epoch.
+    enable_preemption(cfg, args.requeue)
 
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         set_dataloader_defaults(cfg, field, not args.no_pin_memory,
@@ -127,7 +135,8 @@ def main(argv=None) -> int:
             # mmengine would warn and train random tensors on (or fail on a
             # weights-only file with KeyError: 'epoch').
             try:
-                check_resumable(runner.model, resume_from)
+                check_resumable(runner.model, resume_from, get_world_size(),
+                                cfg.train_dataloader.get('batch_size'))
             except CheckpointError as e:
                 print(f'error: --resume: {e}', file=sys.stderr)
                 return 1

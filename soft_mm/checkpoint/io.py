@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from .atomic import atomic_write
+
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit; the message names the
@@ -165,7 +167,8 @@ def load_safetensors(path: str) -> Dict[str, torch.Tensor]:
 
 def save_safetensors(state: Dict[str, torch.Tensor], path: str,
                      metadata: Optional[Dict[str, str]] = None) -> None:
-    """Write ``state`` as ``.safetensors`` (contiguous, CPU copies).
+    """Write ``state`` as ``.safetensors`` (contiguous, CPU copies),
+    atomically.
 
     Args:
         state (dict): Name to tensor.
@@ -173,8 +176,8 @@ def save_safetensors(state: Dict[str, torch.Tensor], path: str,
         metadata (dict[str, str], optional): Stored in the file header.
     """
     from safetensors.torch import save_file
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
-              path, metadata=metadata)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def check_destination(src: str, dst: str) -> None:
@@ -201,9 +204,9 @@ CHECKPOINT_FORMATS = {'pth': '.pth', 'safetensors': '.safetensors'}
 
 def save_checkpoint_file(ckpt: dict, path: str,
                          fmt: Optional[str] = None) -> None:
-    """Write ``{'state_dict', 'meta'}``: ``torch.save``, or as
-    ``.safetensors`` the tensors with ``meta`` as JSON in the header (key
-    ``soft_mm_meta``).
+    """Write ``{'state_dict', 'meta'}`` atomically (:func:`atomic_write`):
+    ``torch.save``, or as ``.safetensors`` the tensors with ``meta`` as JSON
+    in the header (key ``soft_mm_meta``).
 
     Args:
         ckpt (dict): ``state_dict`` (name to tensor) and ``meta`` (dict).
@@ -230,7 +233,7 @@ def save_checkpoint_file(ckpt: dict, path: str,
         meta = json.dumps(ckpt.get('meta', {}), default=str)
         save_safetensors(ckpt['state_dict'], path, {'soft_mm_meta': meta})
     else:
-        torch.save(ckpt, path)
+        atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
 def extract_state_dict(

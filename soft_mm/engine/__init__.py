@@ -1,5 +1,11 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
-"""Training-loop additions registered in mmpretrain's ``HOOKS`` registry."""
-from .hooks import RNGStateHook, StopOnInvalidLossHook
+"""Training-loop additions registered in mmpretrain's ``HOOKS`` and
+``LOOPS`` registries."""
+from .hooks import (EXIT_PREEMPTED, PreemptionHook, RNGStateHook,
+                    StopOnInvalidLossHook)
+from .runners import ResumableEpochBasedTrainLoop
 
-__all__ = ['StopOnInvalidLossHook', 'RNGStateHook']
+__all__ = [
+    'StopOnInvalidLossHook', 'RNGStateHook', 'PreemptionHook',
+    'EXIT_PREEMPTED', 'ResumableEpochBasedTrainLoop'
+]

@@ -96,3 +96,29 @@ def set_dataloader_defaults(cfg: Config, field: str, pin_memory: bool,
     if workers == 0:
         loader['persistent_workers'] = False
     cfg[field] = loader
+
+
+def enable_preemption(cfg: Config, requeue: bool = False) -> None:
+    """Make a training config survive preemption: ``PreemptionHook`` in
+    ``custom_hooks`` (unless the config has one; ``requeue`` turns its
+    SLURM requeue on) and, for a plain epoch-based ``train_cfg``, the loop
+    that resumes inside an epoch (``ResumableEpochBasedTrainLoop``).
+
+    Args:
+        cfg (Config): The run's config, edited in place.
+        requeue (bool): Requeue the SLURM job after a preemption save.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    mine = [h for h in hooks
+            if str(h.get('type', '')).split('.')[-1] == 'PreemptionHook']
+    if not mine:
+        mine = [ConfigDict(type='PreemptionHook')]
+        hooks.append(mine[0])
+    if requeue:
+        mine[0]['requeue'] = True
+    cfg.custom_hooks = hooks
+    train_cfg = cfg.get('train_cfg')
+    if train_cfg and 'type' not in train_cfg and train_cfg.get('by_epoch'):
+        loop = ConfigDict(type='ResumableEpochBasedTrainLoop')
+        loop.update({k: v for k, v in train_cfg.items() if k != 'by_epoch'})
+        cfg.train_cfg = loop

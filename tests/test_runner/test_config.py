@@ -3,8 +3,8 @@
 import pytest
 from mmengine.config import Config
 
-from soft_mm.runner import (ConfigError, default_work_dir, load_config,
-                            set_dataloader_defaults)
+from soft_mm.runner import (ConfigError, default_work_dir, enable_preemption,
+                            load_config, set_dataloader_defaults)
 from tool_utils import DIGITS_CFG
 
 
@@ -44,3 +44,23 @@ def test_dataloader_defaults_respect_the_config():
     assert cfg.val_dataloader.persistent_workers is False  # the config's
     assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
     assert 'test_dataloader' not in cfg
+
+
+def test_enable_preemption():
+    cfg = Config(dict(train_cfg=dict(by_epoch=True, max_epochs=3,
+                                     val_interval=1),
+                      custom_hooks=[dict(type='RNGStateHook')]))
+    enable_preemption(cfg)
+    assert cfg.train_cfg == dict(type='ResumableEpochBasedTrainLoop',
+                                 max_epochs=3, val_interval=1)
+    assert cfg.custom_hooks == [dict(type='RNGStateHook'),
+                                dict(type='PreemptionHook')]
+    # The config's own hook is kept (and told to requeue); loops with a
+    # type of their own, or by iteration, are left alone.
+    cfg = Config(dict(train_cfg=dict(by_epoch=False, max_iters=9),
+                      custom_hooks=[dict(type='mmpretrain.PreemptionHook',
+                                         grace_seconds=5)]))
+    enable_preemption(cfg, requeue=True)
+    assert cfg.train_cfg == dict(by_epoch=False, max_iters=9)
+    assert cfg.custom_hooks == [dict(type='mmpretrain.PreemptionHook',
+                                     grace_seconds=5, requeue=True)]

@@ -51,8 +51,15 @@ class RNGStateHook(Hook):
         self._val_saved: Optional[dict] = None
 
     def after_train_epoch(self, runner) -> None:
-        """Gather all ranks' states (collective: every rank calls it)."""
-        states = get_rng_state()
+        self.gather(runner)
+
+    def gather(self, runner) -> None:
+        """Gather all ranks' states for the next checkpoint (a collective:
+        every rank calls it; ``PreemptionHook`` does before its save).
+        During a validation inside training the training streams are the
+        ones saved before it."""
+        states = (self._val_saved if self._val_saved is not None else
+                  get_rng_state())
         if get_world_size() > 1:
             self._gathered = all_gather_object(states)
         else:
