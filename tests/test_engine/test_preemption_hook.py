@@ -1,7 +1,7 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """PreemptionHook in-process: arguments, handlers installed and restored,
 the first signal only noted. (Whole runs: tests/test_tools/
-test_preemption.py.)"""
+test_resume.py.)"""
 import os
 import signal
 from types import SimpleNamespace
