@@ -40,10 +40,11 @@ else:
     from .apis.model_index import register_model_index
     from .checkpoint import (register_atomic_saves,
                              register_checkpoint_schemes,
-                             register_safe_globals)
+                             register_pretrained_loader, register_safe_globals)
     register_safe_globals()
     register_checkpoint_schemes()
     register_atomic_saves()
+    register_pretrained_loader()
     register_model_index()
 
 __all__ = ['__version__', 'version_info', 'OPENMMLAB_MISSING']

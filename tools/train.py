@@ -140,7 +140,12 @@ def main(argv=None) -> int:
             except CheckpointError as e:
                 print(f'error: --resume: {e}', file=sys.stderr)
                 return 1
-        runner.train()
+        try:
+            runner.train()
+        except CheckpointError as e:  # e.g. init_cfg Pretrained that does
+            # not fit: fail, never train random weights on
+            print(f'error: {e}', file=sys.stderr)
+            return 1
     finally:
         if lock is not None:
             lock.release()

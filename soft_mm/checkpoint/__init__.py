@@ -17,6 +17,8 @@ from .mindspore import (convert_mindspore_tensors, load_mindspore_checkpoint,
                         read_mindspore_checkpoint)
 from .official import (convert_official_state_dict, infer_official_arch,
                        load_official_checkpoint, select_official_state)
+from .pretrained import (load_pretrained_backbone, register_pretrained_loader,
+                         resize_position_tables)
 from .schemes import (SCHEMES, load_local_checkpoint,
                       register_checkpoint_schemes)
 
@@ -31,5 +33,7 @@ __all__ = [
     'load_mindspore_checkpoint', 'read_mindspore_checkpoint',
     'convert_official_state_dict', 'infer_official_arch',
     'load_official_checkpoint', 'select_official_state', 'SCHEMES',
-    'load_local_checkpoint', 'register_checkpoint_schemes'
+    'load_local_checkpoint', 'register_checkpoint_schemes',
+    'load_pretrained_backbone', 'register_pretrained_loader',
+    'resize_position_tables'
 ]

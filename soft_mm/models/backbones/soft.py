@@ -2,7 +2,7 @@
 """SOFT backbone: Softmax-free Transformer (NeurIPS 2021) and SOFT-Norm,
 with its two blocks: the post-norm SOFT block of stages 1-3 and the pre-norm
 class-token block of stage 4."""
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ from ..utils.checks import (check_act_cfg, check_attn_impl, check_bool,
                             check_landmark_grid, check_rate, check_real,
                             is_int)
 
-#: Side of the square input the position tables are sized for.
+#: Side of the square input the position tables are sized for by default.
 POS_EMBED_IMG_SIZE = 224
 
 #: How SOFT blocks apply their stochastic-depth rate.
@@ -152,6 +152,11 @@ class SOFT(BaseBackbone):
             ``mlp_ratio`` (stage 4), ``soft_mlp_ratio`` (stages 1-3) and
             ``stem_channels``. Defaults to ``'tiny'``.
         in_channels (int): Input channels. Defaults to 3.
+        img_size (int | tuple): Input size ``(H, W)`` the position tables
+            are sized for; other sizes resize them on the fly. A checkpoint
+            with tables of another size is resized once, when it is loaded
+            through ``init_cfg=dict(type='Pretrained', ...)``.
+            Defaults to 224.
         attn_norm (bool): Use SOFT-Norm (symmetric degree normalisation of
             the landmark inverse). Defaults to False.
         attn_impl (str): Implementation of the attention core
@@ -206,6 +211,7 @@ class SOFT(BaseBackbone):
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
                  in_channels: int = 3,
+                 img_size: Union[int, Tuple[int, int]] = POS_EMBED_IMG_SIZE,
                  attn_norm: bool = False,
                  attn_impl: str = 'auto',
                  newton_iters: int = 20,
@@ -238,6 +244,8 @@ class SOFT(BaseBackbone):
         # Every argument is checked here, each error naming it, so that a
         # bad config fails when the model is built, not at the first step.
         self.in_channels = check_int('SOFT', 'in_channels', in_channels)
+        img_size = (img_size, img_size) if is_int(img_size) else img_size
+        self.img_size = tuple(check_int_list('SOFT', 'img_size', img_size, 2))
         check_bool('SOFT', 'attn_norm', attn_norm)
         check_attn_impl('SOFT', attn_impl)
         check_int('SOFT', 'newton_iters', newton_iters, 0)
@@ -277,9 +285,12 @@ class SOFT(BaseBackbone):
             for c_in, c_out in zip(self.embed_dims[:-1], self.embed_dims[1:])
         ])
 
-        side = POS_EMBED_IMG_SIZE // 4
-        self.pos_shapes = [(side >> i, side >> i)
-                           for i in range(self.num_stages)]
+        # Each stride-2 unit maps a side s to ceil(s / 2): the stem has two.
+        self.pos_shapes, shape = [], self.img_size
+        for i in range(self.num_stages):
+            for _ in range(2 if i == 0 else 1):
+                shape = tuple(-(-s // 2) for s in shape)
+            self.pos_shapes.append(shape)
         self.pos_embeds = nn.ParameterList([
             nn.Parameter(
                 torch.zeros(1, h * w + int(i == self.num_stages - 1), c))
@@ -386,21 +397,39 @@ class SOFT(BaseBackbone):
             parsed.append(index % self.num_stages)
         return tuple(sorted(set(parsed)))
 
+    #: How a ``Pretrained`` entry of ``init_cfg`` is loaded:
+    #: ``loader(backbone, pretrained_cfg)``. :mod:`soft_mm.checkpoint` sets
+    #: it when soft_mm is imported (strict, reported, position tables
+    #: resized to ``img_size``); None leaves it to mmengine's
+    #: ``PretrainedInit``, which loads what fits and warns about the rest.
+    pretrained_loader: Optional[Callable] = None
+
     def init_weights(self):
         """Position tables and cls token truncated-normal (std 0.02), then
-        ``init_cfg``.
-
-        The tables are drawn *before* ``BaseModule.init_weights``, which
-        applies a ``Pretrained`` entry last, whether ``init_cfg`` is that
-        dict or a list holding it anywhere: a checkpoint's tables are kept,
-        and only tables it lacks stay random. Nothing is redrawn once the
-        module is initialised.
+        ``init_cfg``, a ``Pretrained`` entry last (whether ``init_cfg`` is
+        that dict or a list holding it anywhere), through
+        :attr:`pretrained_loader`. Nothing is redrawn once the module is
+        initialised.
         """
-        if not self._is_init:
-            for pos_embed in self.pos_embeds:
-                trunc_normal_(pos_embed, std=.02)
-            trunc_normal_(self.cls_token, std=.02)
-        super().init_weights()
+        if self._is_init:
+            return super().init_weights()
+        for pos_embed in self.pos_embeds:
+            trunc_normal_(pos_embed, std=.02)
+        trunc_normal_(self.cls_token, std=.02)
+        loader = type(self).pretrained_loader
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
+            self.init_cfg] if self.init_cfg else []
+        pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+        if loader is None or not pretrained:
+            return super().init_weights()
+        original = self.init_cfg
+        self.init_cfg = [c for c in cfgs if c.get('type') != 'Pretrained']
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = original
+        for cfg in pretrained:
+            loader(self, cfg)
 
     def add_pos_embed(self, x: Tensor, stage: int,
                       hw_shape: Tuple[int, int]) -> Tensor:

@@ -276,6 +276,8 @@ def no_kernel(impl):
 
 # (SOFT kwargs, error type, the key the message must name)
 BAD_BACKBONE_ARGS = [
+    (dict(img_size=0), ValueError, 'img_size'),
+    (dict(img_size=(224, 224, 3)), ValueError, 'img_size'),
     # arch: types
     (dict(arch=tiny_with(embed_dims=64)), TypeError, 'embed_dims'),
     (dict(arch=tiny_with(depths=[1, 2.0, 3, 2])), TypeError, 'depths'),
