@@ -2,6 +2,7 @@
 """SOFT backbone: Softmax-free Transformer (NeurIPS 2021) and SOFT-Norm,
 with its two blocks: the post-norm SOFT block of stages 1-3 and the pre-norm
 class-token block of stage 4."""
+import warnings
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -334,6 +335,7 @@ class SOFT(BaseBackbone):
                 ]
             self.stages.append(nn.ModuleList(blocks))
         self.norm = nn.LayerNorm(self.embed_dims[-1], eps=1e-6)
+        self._newton_warned = False
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
@@ -466,6 +468,8 @@ class SOFT(BaseBackbone):
             if last:
                 x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
             x = self.add_pos_embed(x, i, hw_shape)
+            if not last:
+                self.warn_if_newton_dominates(i, hw_shape)
             for block in blocks:
                 x = self.run_block(block, x) if last else self.run_block(
                     block, x, hw_shape)
@@ -478,6 +482,31 @@ class SOFT(BaseBackbone):
                 if i in self.out_indices:
                     outs.append(x)
         return tuple(outs)
+
+    def warn_if_newton_dominates(self, stage: int,
+                                 hw_shape: Tuple[int, int]) -> None:
+        """Say once when the landmark count makes the m x m Newton work
+        outweigh the attention itself (official landmark ratios at high
+        resolution: ``m`` grows with the image, the Newton work with
+        ``m^3``), with the numbers and the ``landmark_grid`` remedy."""
+        if self._newton_warned or torch.compiler.is_compiling():
+            return
+        attn = self.stages[stage][0].attn
+        newton, rest = attn.newton_macs(hw_shape)
+        if newton <= rest:
+            return
+        self._newton_warned = True
+        m, (h, w) = attn.landmark_count(hw_shape), hw_shape
+        warnings.warn(
+            f'SOFT: at this input, stage {stage + 1} ({h}x{w} tokens, '
+            f'landmark ratio {attn.sr_ratio}) attends through m = {m} '
+            f'landmarks per head: its {attn.newton_iters} Newton steps on '
+            f'{m}x{m} matrices ({newton / 1e9:.2f} GMACs) outweigh the rest '
+            f'of the attention layer ({rest / 1e9:.2f} GMACs) and grow with '
+            'the cube of the image area. For high-resolution inputs set '
+            'landmark_grid (e.g. landmark_grid=7: at most 7x7 landmarks, '
+            'linear cost; maps of at most 7 x ratio tokens a side are '
+            'computed as before).', stacklevel=3)
 
     def check_input(self, x: Tensor) -> None:
         """A clear error for inputs that are not a batch of images."""

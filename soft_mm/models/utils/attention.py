@@ -83,6 +83,26 @@ class SoftAttention(nn.Module):
             bias=False)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
+    def landmark_count(self, hw_shape: Sequence[int]) -> int:
+        """Landmarks per head ``m`` that a ``(H, W)`` token map gives."""
+        sr = self.sr_ratio
+        H, W = hw_shape
+        if self.landmark_grid is not None:
+            H = min(H, self.landmark_grid[0] * sr)
+            W = min(W, self.landmark_grid[1] * sr)
+        return (max(H, sr) // sr) * (max(W, sr) // sr)
+
+    def newton_macs(self, hw_shape: Sequence[int]) -> Tuple[int, int]:
+        """Multiply-accumulates of the Newton steps (``h * 2 * iters *
+        m^3``) and of the rest of this layer on a ``(H, W)`` map (the
+        ``q``, ``v`` and output projections ``3 n C^2``, and the n-sized
+        kernel products ``~3 n m C``)."""
+        m = self.landmark_count(hw_shape)
+        n = hw_shape[0] * hw_shape[1]
+        channels = self.num_heads * self.head_dims
+        return (self.num_heads * 2 * self.newton_iters * m**3,
+                3 * n * channels * (channels + m))
+
     def sample_landmarks(self, q: Tensor, hw_shape: Sequence[int]) -> Tensor:
         """Landmarks ``(B, h, m, d)`` from scaled queries ``(B, h, n, d)``."""
         B, h, _, d = q.shape

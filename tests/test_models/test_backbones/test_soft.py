@@ -1,6 +1,7 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 import copy
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -442,3 +443,24 @@ def test_bad_inputs_are_refused_clearly(x, error, match):
     model = tiny_custom().eval()
     with pytest.raises(error, match=match):
         model(x)
+
+
+def test_warns_once_when_newton_work_dominates():
+    """Official landmark ratios at high resolution: m grows with the image
+    and the Newton work with m^3; the backbone says so once, with the
+    remedy. Bounded landmarks (landmark_grid) or 224 inputs: no warning."""
+    arch = dict(TINY, depths=[1, 1, 1, 1])  # SOFT-tiny's widths, faster
+    model = SOFT(arch=arch, drop_path_rate=0.).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with torch.no_grad():
+            model(torch.randn(1, 3, 224, 224))
+            SOFT(arch=arch, landmark_grid=7).eval()(
+                torch.randn(1, 3, 512, 512))
+    with pytest.warns(UserWarning, match=r'stage 1 \(128x128 tokens, '
+                      r'landmark ratio 8\) attends through m = 256 '
+                      r'landmarks.*landmark_grid=7') as record:
+        with torch.no_grad():
+            model(torch.randn(1, 3, 512, 512))
+            model(torch.randn(1, 3, 512, 512))
+    assert len([w for w in record if 'Newton steps' in str(w.message)]) == 1

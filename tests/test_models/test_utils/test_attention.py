@@ -90,3 +90,17 @@ def test_cls_attention_is_softmax_attention():
     weights = (q @ k.transpose(-1, -2) * 8**-0.5).softmax(-1)
     want = attn.proj((weights @ v).transpose(1, 2).reshape(2, 7, 32))
     torch.testing.assert_close(attn(x), want)
+
+
+@pytest.mark.parametrize('grid', [None, 3, (2, 5)])
+def test_landmark_count_is_what_sampling_gives(grid):
+    attn = SoftAttention(64, 2, sr_ratio=4, local_kernel=3,
+                         landmark_grid=grid)
+    for hw in [(1, 1), (3, 9), (16, 16), (17, 33), (40, 12)]:
+        q = torch.randn(1, 2, hw[0] * hw[1], 32)
+        assert attn.landmark_count(hw) == attn.sample_landmarks(
+            q, hw).shape[2], hw
+    newton, rest = attn.newton_macs((16, 16))
+    m = attn.landmark_count((16, 16))
+    assert newton == 2 * 2 * 20 * m**3
+    assert rest == 3 * 256 * 64 * (64 + m)
