@@ -486,13 +486,16 @@ class SOFT(BaseBackbone):
     def warn_if_newton_dominates(self, stage: int,
                                  hw_shape: Tuple[int, int]) -> None:
         """Say once when the landmark count makes the m x m Newton work
-        outweigh the attention itself (official landmark ratios at high
+        outweigh the rest of a SOFT block (official landmark ratios at high
         resolution: ``m`` grows with the image, the Newton work with
         ``m^3``), with the numbers and the ``landmark_grid`` remedy."""
         if self._newton_warned or torch.compiler.is_compiling():
             return
         attn = self.stages[stage][0].attn
         newton, rest = attn.newton_macs(hw_shape)
+        channels = self.embed_dims[stage]
+        rest += (2 * self.arch_settings['soft_mlp_ratio'] * hw_shape[0] *
+                 hw_shape[1] * channels**2)  # the FFN
         if newton <= rest:
             return
         self._newton_warned = True
@@ -502,8 +505,8 @@ class SOFT(BaseBackbone):
             f'landmark ratio {attn.sr_ratio}) attends through m = {m} '
             f'landmarks per head: its {attn.newton_iters} Newton steps on '
             f'{m}x{m} matrices ({newton / 1e9:.2f} GMACs) outweigh the rest '
-            f'of the attention layer ({rest / 1e9:.2f} GMACs) and grow with '
-            'the cube of the image area. For high-resolution inputs set '
+            f'of the block ({rest / 1e9:.2f} GMACs) and grow with the cube '
+            'of the image area. For high-resolution inputs set '
             'landmark_grid (e.g. landmark_grid=7: at most 7x7 landmarks, '
             'linear cost; maps of at most 7 x ratio tokens a side are '
             'computed as before).', stacklevel=3)

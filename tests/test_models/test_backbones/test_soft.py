@@ -457,8 +457,8 @@ def test_warns_once_when_newton_work_dominates():
             model(torch.randn(1, 3, 224, 224))
             SOFT(arch=arch, landmark_grid=7).eval()(
                 torch.randn(1, 3, 512, 512))
-    with pytest.warns(UserWarning, match=r'stage 1 \(128x128 tokens, '
-                      r'landmark ratio 8\) attends through m = 256 '
+    with pytest.warns(UserWarning, match=r'stage 2 \(64x64 tokens, '
+                      r'landmark ratio 4\) attends through m = 256 '
                       r'landmarks.*landmark_grid=7') as record:
         with torch.no_grad():
             model(torch.randn(1, 3, 512, 512))
