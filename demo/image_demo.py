@@ -16,11 +16,9 @@ import argparse
 import os.path as osp
 import sys
 
-import mmcv
 from mmengine.config import DictAction
-from mmpretrain.apis import ImageClassificationInferencer
 
-from soft_mm.apis.inference import build_classifier
+from soft_mm.apis.inference import ImageError, build_inferencer, read_image
 from soft_mm.checkpoint import CheckpointError
 from soft_mm.runner import ConfigError, load_config
 
@@ -41,44 +39,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class DemoError(Exception):
-    """A one-line, user-facing error."""
-
-
-def read_image(path: str):
-    """Decode ``path`` (BGR) or raise :class:`DemoError` naming it."""
-    if not osp.isfile(path):
-        raise DemoError(f'{path}: no such image file')
-    try:
-        img = mmcv.imread(path)
-    except Exception as e:  # decoders raise several types
-        raise DemoError(f'{path}: cannot decode the image: {e}') from None
-    if img is None or img.size == 0:
-        raise DemoError(f'{path}: cannot decode the image (not an image, '
-                        'or corrupt)')
-    return img
-
-
-def build_inferencer(args):
-    """mmpretrain's inferencer around the strictly loaded classifier (its
-    preprocessor, class names and test pipeline come from the config)."""
-    cfg = load_config(args.config, args.cfg_options)
-    if 'test_dataloader' not in cfg:
-        raise DemoError(f'{args.config}: the config has no test_dataloader '
-                        '(its test pipeline preprocesses the image)')
-    model = build_classifier(
-        cfg, args.checkpoint, attn_impl=None, device=args.device)
-    return ImageClassificationInferencer(
-        model, pretrained=False, device=args.device)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         read_image(args.img)
-        inferencer = build_inferencer(args)
+        cfg = load_config(args.config, args.cfg_options)
+        inferencer = build_inferencer(cfg, args.checkpoint, args.device)
         result = inferencer(args.img, show_dir=args.show_dir)[0]
-    except (DemoError, ConfigError, CheckpointError,
+    except (ImageError, ConfigError, CheckpointError,
             FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

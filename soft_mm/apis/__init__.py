@@ -4,7 +4,9 @@ submodule you need:
 
 - :mod:`~soft_mm.apis.inference`: :func:`build_classifier`, an
   evaluation-ready classifier from a config with its weights loaded
-  strictly;
+  strictly; :func:`read_image`, :func:`build_inferencer`;
+- :mod:`~soft_mm.apis.attention_maps`: what SOFT attention gives one query
+  position, per stage and head, and its picture;
 - :mod:`~soft_mm.apis.deploy`: export helpers (tensor-in/tensor-out
   wrapper, the exported-vs-PyTorch check, the Newton inverse as plain ops);
 - :mod:`~soft_mm.apis.complexity`: FLOP handles for SOFT's attention;

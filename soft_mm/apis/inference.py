@@ -1,15 +1,19 @@
 # Copyright (c) soft_mm contributors. All rights reserved.
 """Build an evaluation-ready classifier from a config, weights loaded
-strictly: what the demo, the export tools and the FLOP counter share."""
+strictly, and read images with clear errors: what the demo, the
+visualisation and export tools and the FLOP counter share."""
 import copy
+import os.path as osp
 from typing import Optional, Union
 
+import mmcv
+import numpy as np
 import torch.nn as nn
 from mmengine.config import Config
-from mmpretrain.apis import get_model
+from mmpretrain.apis import ImageClassificationInferencer, get_model
 
 from soft_mm.checkpoint import load_model_weights
-from soft_mm.runner import load_config
+from soft_mm.runner import ConfigError, load_config
 
 
 def build_classifier(cfg: Union[str, Config],
@@ -56,3 +60,41 @@ def build_classifier(cfg: Union[str, Config],
         model.init_weights()
         model.checkpoint_meta = {}
     return model.to(device).eval()
+
+
+class ImageError(ValueError):
+    """An image file that is missing or cannot be decoded."""
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode ``path`` (BGR, ``(H, W, 3)`` uint8) or raise
+    :class:`ImageError` naming it."""
+    if not osp.isfile(path):
+        raise ImageError(f'{path}: no such image file')
+    try:
+        img = mmcv.imread(path)
+    except Exception as e:  # decoders raise several types
+        raise ImageError(f'{path}: cannot decode the image: {e}') from None
+    if img is None or img.size == 0:
+        raise ImageError(f'{path}: cannot decode the image (not an image, '
+                         'or corrupt)')
+    return img
+
+
+def build_inferencer(cfg: Config,
+                     checkpoint: Optional[str],
+                     device: str = 'cpu') -> ImageClassificationInferencer:
+    """mmpretrain's inferencer around the strictly loaded classifier (its
+    preprocessor, class names and test pipeline come from ``cfg``).
+
+    Raises:
+        ConfigError: ``cfg`` has no ``test_dataloader`` (its pipeline is
+            what preprocesses an image).
+    """
+    if 'test_dataloader' not in cfg:
+        name = cfg.filename or 'the config'
+        raise ConfigError(f'{name}: the config has no test_dataloader (its '
+                          'test pipeline preprocesses the image)')
+    model = build_classifier(cfg, checkpoint, attn_impl=None, device=device)
+    return ImageClassificationInferencer(
+        model, pretrained=False, device=device)

@@ -19,7 +19,8 @@ from .dispatch import (DEVICE_IMPLS, IMPLS, get_backend, impl_unusable_reason,
                        triton_available, triton_device_types)
 from .ext import ext_available, ext_device_types
 from .local_conv import depthwise_conv2d_nhwc
-from .reference import newton_iterate, soft_attention_reference
+from .reference import (newton_iterate, soft_attention_reference,
+                        soft_attention_rows)
 
 __all__ = [
     'soft_attention', 'gaussian_kernel', 'newton_inverse', 'Backend',
@@ -27,5 +28,6 @@ __all__ = [
     'parse_impl', 'impl_unusable_reason', 'check_attention_inputs',
     'ext_available', 'ext_device_types', 'triton_available',
     'triton_device_types', 'reference', 'soft_attention_reference',
+    'soft_attention_rows',
     'newton_iterate', 'depthwise_conv2d_nhwc'
 ]

@@ -207,6 +207,45 @@ def soft_attention_reference(q: Tensor,
     return weights.to(v.dtype) @ context
 
 
+def soft_attention_rows(q: Tensor,
+                        landmarks: Tensor,
+                        rows: Tensor,
+                        newton_iters: int = NEWTON_ITERS,
+                        norm: bool = False) -> Tensor:
+    """Rows of SOFT's attention matrix ``A B^-1 A^T`` (never formed whole).
+
+    Row ``i`` is the weight that query ``i`` gives every token:
+    ``soft_attention_reference(q, landmarks, v)[..., i, :]`` equals
+    ``soft_attention_rows(q, landmarks, [i]) @ v``.
+
+    Args:
+        q (Tensor): ``(B, h, n, d)`` scaled queries.
+        landmarks (Tensor): ``(B, h, m, d)``.
+        rows (Tensor): ``(k,)`` query indices in ``[0, n)``.
+        newton_iters (int): Newton iterations. Defaults to 20.
+        norm (bool): Use SOFT-Norm. Defaults to False.
+
+    Returns:
+        Tensor: ``(B, h, k, n)`` in the compute dtype (float32, or float64
+        for float64 inputs).
+    """
+    rows = torch.as_tensor(rows, device=q.device)
+    n = q.shape[-2]
+    if rows.dim() != 1 or rows.dtype.is_floating_point or rows.numel() == 0:
+        raise ValueError('soft_attention_rows: rows must be a non-empty 1-D '
+                         f'integer index, got {tuple(rows.shape)} '
+                         f'{rows.dtype}')
+    if rows.min() < 0 or rows.max() >= n:
+        raise ValueError(f'soft_attention_rows: rows must lie in [0, {n}) '
+                         f'(n queries), got {rows.tolist()}')
+    dtype = compute_dtype(q, landmarks)
+    with torch.autocast(q.device.type, enabled=False):
+        q32, lm32 = q.to(dtype), landmarks.to(dtype)
+        kernel_ql = gaussian_kernel(q32, lm32)
+        inv = landmark_inverse(lm32, newton_iters, norm)
+        return kernel_ql[..., rows, :] @ inv @ kernel_ql.transpose(-1, -2)
+
+
 class ReferenceBackend(Backend):
     """The functions above as a backend (``impl='reference'``): runs on
     every device."""

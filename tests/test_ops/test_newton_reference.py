@@ -110,3 +110,29 @@ def test_attention_autocast_keeps_kernels_fp32():
     assert torch.isfinite(out).all()
     rel = (out.float() - ref).norm() / ref.norm()
     assert rel < 0.02, rel
+
+
+@pytest.mark.parametrize('norm', [False, True])
+@pytest.mark.parametrize('n,m', [(1, 1), (13, 4), (50, 7)])
+def test_attention_rows_are_the_reference_attention(n, m, norm):
+    """Rows of A B^-1 A^T: the reference applied to V = I gives the whole
+    matrix, one column per token."""
+    from soft_mm.ops.reference import soft_attention_rows
+    torch.manual_seed(n)
+    q = torch.randn(2, 3, n, 8, dtype=torch.float64)
+    lm = torch.randn(2, 3, m, 8, dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.float64).expand(2, 3, n, n)
+    whole = soft_attention_reference(q, lm, eye, norm=norm)
+    rows = torch.tensor([n - 1, 0, n // 2])
+    torch.testing.assert_close(
+        soft_attention_rows(q, lm, rows, norm=norm), whole[:, :, rows])
+
+
+@pytest.mark.parametrize('rows,match', [
+    ([5], r'\[0, 5\)'), ([-1], r'\[0, 5\)'), ([], 'non-empty'),
+    ([[0]], '1-D'), ([0.5], 'integer')])
+def test_attention_rows_reject_bad_rows(rows, match):
+    from soft_mm.ops.reference import soft_attention_rows
+    q, lm = torch.randn(1, 1, 5, 4), torch.randn(1, 1, 2, 4)
+    with pytest.raises(ValueError, match=match):
+        soft_attention_rows(q, lm, rows)

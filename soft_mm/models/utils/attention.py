@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer
 from torch import Tensor
 
-from soft_mm.ops import depthwise_conv2d_nhwc, soft_attention
+from soft_mm.ops import (depthwise_conv2d_nhwc, soft_attention,
+                         soft_attention_rows)
 from .checks import (check_act_cfg, check_attn_impl, check_bool, check_heads,
                      check_int, check_landmark_grid)
 
@@ -139,17 +140,41 @@ class SoftAttention(nn.Module):
         # channels-last out: this is a view (B, N, C).
         return local.reshape(B, N, C)
 
+    def queries(self, x: Tensor) -> Tensor:
+        """Scaled queries ``(B, h, N, d)`` of tokens ``x`` (B, N, C)."""
+        B, N, _ = x.shape
+        h, d = self.num_heads, self.head_dims
+        # The d**-0.25 query scale is folded into the (C x C) weights rather
+        # than applied to the (B, N, C) activations. q is copied once into
+        # the (B, h, N, d) layout the attention core reads (it would
+        # otherwise copy it in its forward and again in its backward).
+        scale = d**-0.25
+        q = F.linear(x, self.q.weight * scale, self.q.bias * scale)
+        return q.view(B, N, h, d).transpose(1, 2).contiguous()
+
+    def attention_rows(self, x: Tensor, hw_shape: Sequence[int],
+                       rows: Sequence[int]) -> Tensor:
+        """The weights that query tokens ``rows`` give every token: rows of
+        ``A B^-1 A^T`` (the local conv on ``V`` is not part of them).
+
+        Args:
+            x (Tensor): The layer's input tokens ``(B, H * W, C)``.
+            hw_shape (Sequence[int]): ``(H, W)``.
+            rows (Sequence[int]): Query token indices (row-major).
+
+        Returns:
+            Tensor: ``(B, h, len(rows), H * W)``.
+        """
+        q = self.queries(x)
+        return soft_attention_rows(q, self.sample_landmarks(q, hw_shape),
+                                   rows, self.newton_iters, self.attn_norm)
+
     def forward(self, x: Tensor, hw_shape: Sequence[int]) -> Tensor:
         """Attend over tokens ``x`` (B, H * W, C); returns the same shape."""
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dims
-        # The d**-0.25 query scale is folded into the (C x C) weights rather
-        # than applied to the (B, N, C) activations. q and v are copied once
-        # into the (B, h, N, d) layout the attention core reads (it would
-        # otherwise copy them in its forward and again in its backward).
-        scale = d**-0.25
-        q = F.linear(x, self.q.weight * scale, self.q.bias * scale)
-        q = q.view(B, N, h, d).transpose(1, 2).contiguous()
+        q = self.queries(x)
+        # v is copied into the core's layout once, as q.
         v_tokens = self.v(x)
         v = v_tokens.view(B, N, h, d).transpose(1, 2).contiguous()
         landmarks = self.sample_landmarks(q, hw_shape)

@@ -104,3 +104,27 @@ def test_landmark_count_is_what_sampling_gives(grid):
     m = attn.landmark_count((16, 16))
     assert newton == 2 * 2 * 20 * m**3
     assert rest == 3 * 256 * 64 * (64 + m)
+
+
+@pytest.mark.parametrize('norm', [False, True])
+@pytest.mark.parametrize('hw_shape,sr', [((6, 5), 2), ((3, 7), 4),
+                                         ((1, 1), 1)])
+def test_attention_rows_give_the_layer_output(norm, hw_shape, sr):
+    """Every row of A B^-1 A^T, applied to V, plus the local conv and the
+    projection, is the layer's output: the rows are its attention."""
+    torch.manual_seed(0)
+    attn = SoftAttention(64, 2, sr_ratio=sr, local_kernel=3, attn_norm=norm,
+                         attn_impl='reference').double()
+    n = hw_shape[0] * hw_shape[1]
+    x = torch.randn(2, n, 64, dtype=torch.float64)
+    weights = attn.attention_rows(x, hw_shape, range(n))
+    assert weights.shape == (2, 2, n, n)
+    v_tokens = attn.v(x)
+    v = v_tokens.view(2, n, 2, 32).transpose(1, 2)
+    mixed = (weights @ v).transpose(1, 2).reshape(2, n, 64)
+    expected = attn.proj(mixed + attn.local_enhance(v_tokens, hw_shape))
+    torch.testing.assert_close(attn(x, hw_shape), expected)
+    # A subset of rows is those rows.
+    torch.testing.assert_close(
+        attn.attention_rows(x, hw_shape, [n - 1, 0]),
+        weights[:, :, [n - 1, 0]])
