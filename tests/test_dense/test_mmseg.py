@@ -10,7 +10,7 @@ installed; ``tools/install_mmcv.sh`` installs them.
 import pytest
 import torch
 
-from dense_utils import (EMBED_DIMS, SEG_CONFIG_DIR, LogCapture, arch_of,
+from dense_utils import (EMBED_DIMS, SEG_CONFIG_DIR, arch_of,
                          check_backbone_cfg, finite_losses, load_config,
                          make_batch, make_record_hook, require_dense_toolbox,
                          small_resize_pipeline)
@@ -22,6 +22,7 @@ from mmengine.model import revert_sync_batchnorm  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmseg.registry import DATASETS, MODELS  # noqa: E402
 
+from soft_mm.checkpoint import CheckpointError  # noqa: E402
 from soft_mm.models.backbones import SOFT  # noqa: E402
 
 #: (w, h) the test pipelines resize to and the training crop (h, w); the
@@ -144,26 +145,19 @@ def test_upernet_runner_train_val_test(ade_root, tmp_path):
     assert 0.0 <= test_metrics['aAcc'] <= 100.0
 
 
-def test_wrong_arch_checkpoint_is_reported(soft_norm_tiny_classifier):
+def test_wrong_arch_checkpoint_fails(soft_norm_tiny_classifier):
     """Loading a tiny classifier into the small backbone (same widths,
-    fewer blocks) copies what matches and reports every missing block."""
-    classifier, ckpt = soft_norm_tiny_classifier
+    fewer blocks) is an error naming the missing blocks: the segmentor is
+    never built half-random."""
+    _, ckpt = soft_norm_tiny_classifier
     cfg = load_cfg('upernet_soft-norm-small_4xb4-160k_ade20k-512x512.py')
     cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
-    torch.manual_seed(0)
-    with LogCapture() as log:
-        model = build_segmentor(cfg)
-
-    assert 'do not match' in log.text
-    assert 'missing keys in source state_dict' in log.text
-    # tiny has depths (1, 2, 3, 2), small (1, 3, 7, 4).
-    for block in ('stages.1.2.', 'stages.2.3.', 'stages.2.6.', 'stages.3.3.'):
-        assert block in log.text, f'{block} not reported'
-    # The classifier head is outside the prefix: not reported.
-    assert 'head.fc' not in log.text and 'unexpected key' not in log.text
-
-    expected = classifier.backbone.state_dict()
-    loaded = model.backbone.state_dict()
-    assert torch.equal(loaded['stages.2.2.attn.q.weight'],
-                       expected['stages.2.2.attn.q.weight'])
-    assert torch.equal(loaded['norm.weight'], expected['norm.weight'])
+    with pytest.raises(CheckpointError) as info:
+        build_segmentor(cfg)
+    message = str(info.value)
+    assert str(ckpt) in message and 'does not fit SOFT' in message
+    # tiny has depths (1, 2, 3, 2), small (1, 3, 7, 4): the first missing
+    # block is stage 2's third.
+    assert 'missing keys: stages.1.2.attn.q.weight' in message
+    # The classifier head is outside the prefix: not an error.
+    assert 'head.fc' not in message and 'unexpected' not in message
