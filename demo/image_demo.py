@@ -16,35 +16,26 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-
-from soft_mm.apis.inference import ImageError, build_inferencer, read_image
+from soft_mm.apis.inference import (ImageError, add_image_model_arguments,
+                                    inferencer_from_args)
 from soft_mm.checkpoint import CheckpointError
-from soft_mm.runner import ConfigError, load_config
+from soft_mm.runner import ConfigError
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Image classification demo')
-    parser.add_argument('img', help='image file')
-    parser.add_argument('config', help='config file (with a test pipeline)')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    add_image_model_arguments(parser)
     parser.add_argument('--topk', type=int, default=5, help='labels to show')
     parser.add_argument(
         '--show-dir', default=None,
         help='save the image with the prediction drawn to this folder')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, key=value (mmengine DictAction)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        read_image(args.img)
-        cfg = load_config(args.config, args.cfg_options)
-        inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+        inferencer = inferencer_from_args(args)
         result = inferencer(args.img, show_dir=args.show_dir)[0]
     except (ImageError, ConfigError, CheckpointError,
             FileNotFoundError) as e:

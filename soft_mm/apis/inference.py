@@ -2,6 +2,7 @@
 """Build an evaluation-ready classifier from a config, weights loaded
 strictly, and read images with clear errors: what the demo, the
 visualisation and export tools and the FLOP counter share."""
+import argparse
 import copy
 import os.path as osp
 from typing import Optional, Union
@@ -9,7 +10,7 @@ from typing import Optional, Union
 import mmcv
 import numpy as np
 import torch.nn as nn
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmpretrain.apis import ImageClassificationInferencer, get_model
 
 from soft_mm.checkpoint import load_model_weights
@@ -98,3 +99,25 @@ def build_inferencer(cfg: Config,
     model = build_classifier(cfg, checkpoint, attn_impl=None, device=device)
     return ImageClassificationInferencer(
         model, pretrained=False, device=device)
+
+
+def add_image_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the tools that run a trained classifier on one
+    image: ``img config checkpoint [--device] [--cfg-options]``."""
+    parser.add_argument('img', help='image file')
+    parser.add_argument('config', help='config file (with a test pipeline)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, key=value (mmengine DictAction)')
+
+
+def inferencer_from_args(
+        args: argparse.Namespace) -> ImageClassificationInferencer:
+    """:func:`build_inferencer` for the arguments of
+    :func:`add_image_model_arguments` (the image is read first, so a bad
+    image is reported before the model is built)."""
+    read_image(args.img)
+    cfg = load_config(args.config, args.cfg_options)
+    return build_inferencer(cfg, args.checkpoint, args.device)

@@ -19,21 +19,19 @@ import os.path as osp
 import sys
 
 import cv2
-from mmengine.config import DictAction
 
 from soft_mm.apis.attention_maps import (render_attention_grid,
                                          soft_attention_maps)
-from soft_mm.apis.inference import ImageError, build_inferencer, read_image
+from soft_mm.apis.inference import (ImageError, add_image_model_arguments,
+                                    inferencer_from_args)
 from soft_mm.checkpoint import CheckpointError
-from soft_mm.runner import ConfigError, load_config
+from soft_mm.runner import ConfigError
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='SOFT attention of one query position, as a PNG')
-    parser.add_argument('img', help='image file')
-    parser.add_argument('config', help='config file (with a test pipeline)')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    add_image_model_arguments(parser)
     parser.add_argument(
         '--query', nargs=2, type=float, default=(0.5, 0.5),
         metavar=('Y', 'X'),
@@ -45,19 +43,13 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='attention.png', help='PNG to write')
     parser.add_argument(
         '--cell', type=int, default=160, help='size of each picture (px)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, key=value (mmengine DictAction)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        read_image(args.img)
-        cfg = load_config(args.config, args.cfg_options)
-        inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+        inferencer = inferencer_from_args(args)
         model = inferencer.model
         data = next(inferencer.preprocess([args.img]))
         # The image as the model saw it (after the test pipeline), BGR.
