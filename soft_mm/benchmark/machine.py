@@ -35,18 +35,33 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def meminfo_MiB(field: str) -> float:
+    """A ``/proc/meminfo`` field (``'MemTotal'``, ``'MemAvailable'``) in
+    MiB; ``nan`` where unreadable."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.nan
+
+
 def machine_info(device='cpu', threads: Optional[int] = None) -> Dict:
     """What a benchmark's header records about the machine.
 
     Returns:
         dict: ``device``, ``cpu`` (model), ``nproc`` (usable CPUs),
         ``cpu_count`` (logical CPUs), ``threads`` (torch intra-op threads
-        of the measurements), ``torch``, ``python``, ``gpu`` (CUDA only).
+        of the measurements), ``mem_GiB`` (total memory), ``torch``,
+        ``python``, ``gpu`` (CUDA only).
     """
     info = dict(
         device=str(device), cpu=_lscpu_model(), nproc=usable_cpus(),
         cpu_count=os.cpu_count(),
         threads=threads if threads else torch.get_num_threads(),
+        mem_GiB=round(meminfo_MiB('MemTotal') / 1024, 1),
         torch=torch.__version__, python=platform.python_version())
     if torch.device(device).type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(torch.device(device))

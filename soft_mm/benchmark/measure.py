@@ -75,11 +75,15 @@ class PeakMemory:
 
     Attributes:
         peak_bytes (float): Peak extra bytes (``nan`` if unmeasurable).
+        process_peak_bytes (float): CPU: the whole process's peak resident
+            set in the window, the baseline included (``nan`` on CUDA or
+            if unmeasurable).
     """
 
     def __init__(self, device):
         self.device = torch.device(device)
         self.peak_bytes = math.nan
+        self.process_peak_bytes = math.nan
 
     def __enter__(self):
         if self.device.type == 'cuda':
@@ -103,6 +107,7 @@ class PeakMemory:
             peak = _status_kib('VmHWM')
             if peak is not None:
                 self.peak_bytes = float(max(peak - self._base, 0) * 1024)
+                self.process_peak_bytes = float(peak * 1024)
         return False
 
 
@@ -122,7 +127,8 @@ def time_steps(step: Callable[[], None], device, iters: int,
     later ones), above the level before the first.
 
     Returns:
-        dict: ``times_s`` (every timed call) and ``peak_bytes``.
+        dict: ``times_s`` (every timed call), ``peak_bytes`` and
+        ``process_peak_bytes`` (see :class:`PeakMemory`).
     """
     if iters < 1:
         raise ValueError(f'time_steps: iters must be >= 1, got {iters}')
@@ -136,7 +142,8 @@ def time_steps(step: Callable[[], None], device, iters: int,
             step()
             synchronize(device)
             times.append(time.perf_counter() - start)
-    return dict(times_s=times, peak_bytes=mem.peak_bytes)
+    return dict(times_s=times, peak_bytes=mem.peak_bytes,
+                process_peak_bytes=mem.process_peak_bytes)
 
 
 def _outputs_sum(out):

@@ -40,7 +40,8 @@ CURRENT_ROOT = osp.dirname(osp.dirname(osp.dirname(
 
 #: Columns of every row, after the case's ``name`` and ``settings``.
 MEASUREMENT_FIELDS = ('device', 'threads', 'status', 'time_ms', 'iter_ms',
-                      'img_per_s', 'peak_mem_MiB', 'params_M', 'load1_start',
+                      'img_per_s', 'peak_mem_MiB', 'process_MiB',
+                      'params_M', 'load1_start',
                       'others_cpu', 'wall_s', 'busy', 'note')
 
 
@@ -59,6 +60,8 @@ class Case:
         root (str): The soft_mm checkout its process imports.
         skip (str, optional): Why it is not run (said once, in round 1).
         note (str): Added to the notes of its rows.
+        skip_fields (dict): Extra columns of its skipped row (e.g. what a
+            gate predicted it would have measured).
     """
     table: int
     name: str
@@ -68,6 +71,7 @@ class Case:
     skip: Optional[str] = None
     note: str = ''
     failed: Optional[str] = field(default=None, repr=False)
+    skip_fields: dict = field(default_factory=dict, repr=False)
 
 
 def child_env(threads: Optional[int], root: str,
@@ -163,6 +167,10 @@ class Benchmark:
         out_csv (str, optional): Write every row here as it comes.
         cwd (str, optional): Working directory of the measurements.
         log (callable): Prints progress (one line per measurement).
+        gate (callable, optional): ``gate(case, rows_so_far)`` before a
+            case's first measurement: None runs it, ``(why, fields)`` skips
+            it for every round, ``fields`` going into its row (e.g. a
+            prediction from the smaller sizes already measured).
     """
 
     def __init__(self,
@@ -179,8 +187,10 @@ class Benchmark:
                  extra_fields: Sequence[str] = (),
                  out_csv: Optional[str] = None,
                  cwd: Optional[str] = None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print,
+                 gate: Optional[Callable] = None):
         self.cases = list(cases)
+        self.gate = gate
         self.rounds, self.iters, self.warmup = rounds, iters, warmup
         self.threads, self.device = threads, device
         self.monitor, self.timeout, self.env = monitor, timeout, env or {}
@@ -214,6 +224,10 @@ class Benchmark:
                          f'{load1:.2f}' + (' (BUSY)' if busy else ''))
                 for case in self.cases:
                     seq += 1
+                    if rnd == 1 and self.gate and not case.skip:
+                        verdict = self.gate(case, rows)
+                        if verdict is not None:
+                            case.skip, case.skip_fields = verdict
                     row = self.measure(case, rnd, seq, load1, busy)
                     if row is None:
                         continue
@@ -240,6 +254,8 @@ class Benchmark:
             if rnd > 1:
                 return None  # round 1's row says it
             row.update(status='skipped', note=case.skip or case.failed)
+            if case.skip:
+                row.update(case.skip_fields)
             return row
         cfg = dict(subject=case.subject, device=self.device,
                    threads=self.threads, iters=self.iters,
@@ -266,12 +282,20 @@ class Benchmark:
             time_ms=round(ms, 2),
             iter_ms=';'.join(f'{t:.2f}' for t in times),
             peak_mem_MiB='' if peak is None else round(peak / 2**20, 1),
+            process_MiB=_mib(result.get('process_peak_bytes')),
             params_M=(round(result['params'] / 1e6, 3)
                       if 'params' in result else ''),
             note='; '.join(n for n in (result.get('note'), case.note) if n))
         for key, value in result.get('extra', {}).items():
             row[key] = value
         return row
+
+
+def _mib(value) -> object:
+    """Bytes to MiB (one decimal); ``''`` for missing or nan."""
+    if value is None or value != value:
+        return ''
+    return round(value / 2**20, 1)
 
 
 def format_row(row: dict, name_field: str = 'model') -> str:
@@ -307,7 +331,9 @@ def summarise(cases: Sequence[Case], rows: Sequence[dict], rounds: int,
     Returns:
         list[dict]: ``table``, ``name``, ``baseline``, ``rounds``
         (``'ok/asked'``), ``status``, and for measured cases ``min_ms``,
-        ``median_ms``, ``max_ms``, ``peak_MiB``, ``params_M``, ``note``,
+        ``median_ms``, ``max_ms``, ``peak_MiB`` (above the process's level
+        at the start), ``process_MiB`` (the whole process's peak resident
+        set, CPU), ``params_M``, ``note``,
         ``busy_rounds``, ``extra`` (the first round's extra fields),
         ``time_ratio`` / ``mem_ratio`` (this / baseline).
     """
@@ -326,11 +352,15 @@ def summarise(cases: Sequence[Case], rows: Sequence[dict], rounds: int,
             times = [r['time_ms'] for r in ok]
             peaks = [r['peak_mem_MiB'] for r in ok
                      if r['peak_mem_MiB'] != '']
+            process = [r['process_MiB'] for r in ok
+                       if r.get('process_MiB', '') != '']
             entry.update(
                 status='ok', min_ms=min(times),
                 median_ms=statistics.median(times), max_ms=max(times),
                 peak_MiB=(round(statistics.median(peaks), 1)
                           if peaks else None),
+                process_MiB=(round(statistics.median(process), 1)
+                             if process else None),
                 params_M=ok[0]['params_M'], note=ok[0]['note'],
                 busy_rounds=sum(1 for r in ok if r['busy']),
                 extra={k: v for k, v in ok[0].items()
@@ -370,14 +400,16 @@ def run_benchmark(cases: Sequence[Case],
                   extra_fields: Sequence[str] = (),
                   loadavg: Callable[[], tuple] = read_loadavg,
                   cpu_seconds: Callable[[], float] = cpu_busy_seconds,
-                  log: Callable[[str], None] = print
+                  log: Callable[[str], None] = print,
+                  gate: Optional[Callable] = None
                   ) -> Tuple[List[dict], List[dict], dict]:
     """Record the machine, measure every case (:class:`Benchmark`, every
     row into ``OUT_STEM.csv``) and summarise.
 
     ``loadavg`` and ``cpu_seconds`` are injectable (tests fake a quiet or a
     loaded machine with them); the other arguments are
-    :class:`Benchmark`'s, plus ``out_stem`` (path without suffix),
+    :class:`Benchmark`'s (``gate`` too), plus ``out_stem`` (path without
+    suffix),
     ``baselines`` (table to baseline case), ``roots`` (label to soft_mm
     checkout, for the header) and ``command`` (for the header).
 
@@ -401,7 +433,8 @@ def run_benchmark(cases: Sequence[Case],
         log(line)
     rows = Benchmark(cases, rounds, iters, warmup, threads, device, monitor,
                      timeout, env, name_field, extra_fields,
-                     out_csv=out_stem + '.csv', cwd=out_dir, log=log).run()
+                     out_csv=out_stem + '.csv', cwd=out_dir, log=log,
+                     gate=gate).run()
     header.update(
         load_before=monitor.readings[0][1],
         load_after=monitor.readings[-1][1],

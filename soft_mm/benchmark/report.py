@@ -12,7 +12,9 @@ def header_lines(header: dict) -> List[str]:
     roots = ', '.join(f'{k}: {v}' for k, v in header['roots'].items())
     lines = [
         f"machine: {header['cpu']}; nproc {header['nproc']} "
-        f"({header['cpu_count']} logical CPUs); device {header['device']}"
+        f"({header['cpu_count']} logical CPUs)"
+        + (f", {header['mem_GiB']:g} GiB" if header.get('mem_GiB') else '')
+        + f"; device {header['device']}"
         + (f" ({header['gpu']})" if header.get('gpu') else ''),
         f"torch {header['torch']}, python {header['python']}, "
         f"{header['threads']} threads per measurement",
@@ -57,7 +59,8 @@ def _ratio(value) -> str:
 def model_markdown(summary: Sequence[dict],
                    titles: Dict[int, str]) -> List[str]:
     """One markdown table per table of the model benchmark: min / median /
-    max ms, images per second, time and memory against the baseline."""
+    max ms, images per second, time and memory against the baseline, and
+    the whole process's peak resident set (CPU)."""
     lines = []
     for table, title in titles.items():
         entries = [e for e in summary if e['table'] == table]
@@ -67,13 +70,13 @@ def model_markdown(summary: Sequence[dict],
         lines += [
             f'## {title}', '',
             f'| model | min ms | median ms | max ms | img/s | time vs '
-            f'{base} | peak MiB | memory vs {base} | params (M) | rounds '
-            '| notes |', '|' + '---|' * 11
+            f'{base} | peak MiB | memory vs {base} | process MiB | '
+            'params (M) | rounds | notes |', '|' + '---|' * 12
         ]
         for e in entries:
             if e['status'] != 'ok':
                 cells = [e['name'], '', e['status'], '', '', '', '', '', '',
-                         e['rounds'], e['note']]
+                         '', e['rounds'], e['note']]
             else:
                 note = e['note'] + (f"; {e['busy_rounds']} busy round(s)"
                                     if e['busy_rounds'] else '')
@@ -81,7 +84,8 @@ def model_markdown(summary: Sequence[dict],
                     e['name'], _fmt(e['min_ms']), _fmt(e['median_ms']),
                     _fmt(e['max_ms']), e['extra'].get('img_per_s', ''),
                     _ratio(e.get('time_ratio')), _fmt(e['peak_MiB']),
-                    _ratio(e.get('mem_ratio')), e['params_M'], e['rounds'],
+                    _ratio(e.get('mem_ratio')), _fmt(e.get('process_MiB')),
+                    e['params_M'], e['rounds'],
                     note.strip('; ')
                 ]
             lines.append('| ' + ' | '.join(str(c) for c in cells) + ' |')

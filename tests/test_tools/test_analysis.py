@@ -90,7 +90,8 @@ def test_benchmark_interleaves_rounds_in_fresh_processes(tmp_path, capsys):
     line, = [ln for ln in table.splitlines() if ln.startswith('| toy-wide')]
     cells = [c.strip() for c in line.strip('|').split('|')]
     lo, med, hi = (float(c) for c in cells[1:4])
-    assert lo <= med <= hi and cells[9] == '2/2'
+    assert lo <= med <= hi and cells[10] == '2/2'
+    assert float(cells[8]) > float(cells[6])  # the process holds more
     base, = [ln for ln in table.splitlines() if ln.startswith('| toy |')]
     assert '| 1.00x |' in base  # the first model is the baseline here
     for text in (out, table):
@@ -244,3 +245,46 @@ def test_benchmark_ops_prints_both_tables(tmp_path):
     with open(tmp_path / 'benchmark_ops.csv') as f:
         assert {r['variant'] for r in csv.DictReader(f)} == {
             'fused', 'reference', 'kernel'}
+
+
+def test_benchmark_sweep_skips_with_prediction_and_plots(tmp_path, capsys):
+    """--sweep runs sizes small to large; with a tiny time budget every
+    point after the two a curve needs is skipped with its prediction, and
+    the exponents and both plots are written."""
+    tool = load_tool('benchmark')
+    code = tool.main([
+        '--sweep', '--models', 'toy', 'toy-wide', '--sizes', '128', '32',
+        '64', '--passes', 'infer', '--rounds', '2', '--iters', '1',
+        '--warmup', '0', '--max-step-s', '1e-9', '--out-dir', str(tmp_path)
+    ], **QUIET)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = _bench_rows(tmp_path / 'benchmark_sweep.csv')
+    # Sorted by pixels; round 2 repeats the measured points only.
+    assert [(r['round'], r['model'], r['height'], r['status'])
+            for r in rows] == [
+        ('1', 'toy', '32', 'ok'), ('1', 'toy-wide', '32', 'ok'),
+        ('1', 'toy', '64', 'ok'), ('1', 'toy-wide', '64', 'ok'),
+        ('1', 'toy', '128', 'skipped'), ('1', 'toy-wide', '128', 'skipped'),
+        ('2', 'toy', '32', 'ok'), ('2', 'toy-wide', '32', 'ok'),
+        ('2', 'toy', '64', 'ok'), ('2', 'toy-wide', '64', 'ok')]
+    skipped = rows[4]
+    assert float(skipped['pred_ms']) > 0 and float(skipped['pred_MiB']) > 0
+    assert 'predicted' in skipped['note'] and 's/step budget' in skipped[
+        'note']
+    report = (tmp_path / 'benchmark_sweep.md').read_text()
+    assert '## Fitted exponents' in report
+    line, = [ln for ln in report.splitlines()
+             if ln.startswith('| toy | infer |')]
+    assert 'n/a' in line  # 32 and 64 are below the first range (224-512)
+    for kind in ('time', 'memory'):
+        png = tmp_path / f'benchmark_sweep_{kind}.png'
+        assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+        assert f'benchmark_sweep_{kind}.png' in report
+
+
+def test_benchmark_sweep_rejects_backbone_mode(capsys):
+    tool = load_tool('benchmark')
+    with pytest.raises(SystemExit):
+        tool.main(['--sweep', '--mode', 'backbone'])
+    assert '--sweep measures classifiers' in capsys.readouterr().err

@@ -23,6 +23,12 @@ Examples::
     python tools/analysis_tools/benchmark.py --mode backbone \\
         --sizes 512x512 800x1333 --passes train
 
+    # The resolution sweep: 224^2 .. 2048^2 and 1024x2048, train and
+    # inference, SOFT-tiny (official, grid-7), PVT-v2-b1, DeiT-tiny, Swin-T;
+    # points predicted to exceed the machine are skipped with the
+    # prediction; fitted exponents and log-log PNG plots:
+    python tools/analysis_tools/benchmark.py --sweep --rounds 2
+
 Models (``--models``): ``soft-tiny`` (official landmarks),
 ``soft-tiny-grid7`` (``landmark_grid=7``: bounded landmarks), their
 ``*-before`` twins (built from ``--before-root``), ``deit-tiny``,
@@ -34,7 +40,8 @@ cls``) the default tables run (``DEFAULT_TABLES`` in
 models. Writes ``benchmark_<mode>.md`` (header and tables),
 ``benchmark_<mode>.csv`` (every measurement of every round) and
 ``benchmark_<mode>.json`` (header, loads, warnings, summary) to
-``--out-dir``.
+``--out-dir``; ``--sweep`` writes ``benchmark_sweep.*`` and the plots
+``benchmark_sweep_time.png``, ``benchmark_sweep_memory.png``.
 """
 import argparse
 import os.path as osp
@@ -44,11 +51,15 @@ import sys
 import torch
 
 from soft_mm.benchmark import CURRENT_ROOT, run_benchmark
-from soft_mm.benchmark.machine import cpu_busy_seconds, read_loadavg
+from soft_mm.benchmark.machine import (cpu_busy_seconds, meminfo_MiB,
+                                       read_loadavg)
 from soft_mm.benchmark.report import (markdown_header, model_markdown,
                                       write_report)
 from soft_mm.benchmark.subjects import (ALL_MODELS, BASELINE, BEFORE_MODELS,
                                         model_cases, model_tables, table_title)
+from soft_mm.benchmark.sweep import (PREDICTION_FIELDS, SWEEP_MODELS,
+                                     SWEEP_SIZES, SweepGate, exponent_markdown,
+                                     fit_exponents, plot_sweep, sort_sizes)
 
 
 def parse_size(text: str):
@@ -118,6 +129,21 @@ def parse_args(argv=None):
     parser.add_argument('--skip', nargs='+', default=[],
                         help='MODEL@HxW[@pass] configurations not to run '
                         '(recorded as skipped), e.g. deit-tiny@1024x1024')
+    parser.add_argument(
+        '--sweep', action='store_true',
+        help='the resolution sweep: --sizes default to 224..2048 and '
+        '1024x2048, --models to SOFT-tiny (official, grid-7), PVT-v2-b1, '
+        'DeiT-tiny, Swin-T; sizes run small to large, a point predicted '
+        'from the smaller ones to exceed --max-step-s or --max-mem-gib is '
+        'skipped with its prediction; prints fitted exponents, writes PNG '
+        'plots')
+    parser.add_argument('--max-step-s', type=float, default=90,
+                        help='--sweep: skip points predicted slower than '
+                        'this per step')
+    parser.add_argument('--max-mem-gib', type=float, default=None,
+                        help='--sweep: skip points predicted to need more '
+                        'memory (default: 70%% of the memory available at '
+                        'the start)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     args = parser.parse_args(argv)
     check_args(parser, args)
@@ -153,6 +179,17 @@ def check_args(parser, args):
     elif args.models and set(args.models) & set(BEFORE_MODELS):
         parser.error(f'{", ".join(set(args.models) & set(BEFORE_MODELS))} '
                      'need --before-root PATH (an older soft_mm checkout)')
+    if args.sweep:
+        if args.mode != 'cls':
+            parser.error('--sweep measures classifiers (--mode cls)')
+        if not args.max_step_s > 0:
+            parser.error(f'--max-step-s must be > 0, got {args.max_step_s}')
+        if args.max_mem_gib is not None and not args.max_mem_gib > 0:
+            parser.error(f'--max-mem-gib must be > 0, got {args.max_mem_gib}')
+        args.sizes = sort_sizes(args.sizes or SWEEP_SIZES)
+        args.models = args.models or list(SWEEP_MODELS)
+        if args.baseline is None and 'soft-tiny-grid7' in args.models:
+            args.baseline = 'soft-tiny-grid7'
     default = args.sizes is None and args.mode == 'cls'
     if default and (args.batch_sizes or args.passes):
         parser.error('--batch-sizes and --passes apply with --sizes only '
@@ -180,20 +217,48 @@ def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
                if sys.argv and sys.argv[0].endswith('benchmark.py') else '')
     baselines = {t['table']: args.baseline if args.baseline in t['models']
                  else t['models'][0] for t in args.tables}
-    stem = osp.join(args.out_dir, f'benchmark_{args.mode}')
+    kind = 'sweep' if args.sweep else args.mode
+    stem = osp.join(args.out_dir, f'benchmark_{kind}')
     cases = model_cases(args.tables, args.mode, args.before_root, args.skip)
+    gate = sweep_gate(args) if args.sweep else None
     rows, summary, header = run_benchmark(
         cases, rounds=args.rounds, iters=args.iters,
         warmup=args.warmup, threads=args.threads, device=args.device,
         out_stem=stem, baselines=baselines, roots=roots, command=command,
         busy_load=args.busy_load, timeout=args.timeout, loadavg=loadavg,
-        cpu_seconds=cpu_seconds)
+        cpu_seconds=cpu_seconds, gate=gate,
+        extra_fields=PREDICTION_FIELDS if args.sweep else ())
     titles = {t['table']: table_title(t) for t in args.tables}
-    text = '\n'.join(
-        markdown_header(f'Benchmark ({args.mode})', header) +
-        model_markdown(summary, titles))
-    write_report(stem, text, header, summary)
+    lines = (markdown_header(f'Benchmark ({kind})', header) +
+             model_markdown(summary, titles))
+    if args.sweep:
+        lines += sweep_results(args, rows, header, stem)
+    write_report(stem, '\n'.join(lines), header, summary)
     return 0 if any(r['status'] == 'ok' for r in rows) else 1
+
+
+def sweep_gate(args) -> SweepGate:
+    """The sweep's skip rule, with the memory budget of this machine."""
+    budget = (args.max_mem_gib * 1024 if args.max_mem_gib is not None else
+              0.7 * meminfo_MiB('MemAvailable'))
+    if budget != budget:  # no /proc/meminfo: no memory rule
+        budget = float('inf')
+    print(f'sweep: points predicted above {args.max_step_s:g} s/step or '
+          f'{budget / 1024:.1f} GiB are skipped')
+    return SweepGate(args.max_step_s, budget)
+
+
+def sweep_results(args, rows, header, stem):
+    """The sweep's exponents (markdown lines) and plots."""
+    passes = args.passes or ['infer', 'train']
+    fits = fit_exponents(rows, args.models, passes)
+    roots = ', '.join(header['roots'].values())
+    title = (f"{header['cpu']}, {header['threads']} threads, "
+             f"{header['device']}, batch 1, fp32 — soft_mm {roots} — "
+             f"{header['date']}")
+    plots = plot_sweep(rows, args.models, passes, title, stem)
+    return exponent_markdown(fits) + [
+        f'![{osp.basename(p)}]({osp.basename(p)})' for p in plots] + ['']
 
 
 if __name__ == '__main__':
