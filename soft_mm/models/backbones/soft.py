@@ -483,6 +483,10 @@ class SOFT(BaseBackbone):
                     outs.append(x)
         return tuple(outs)
 
+    #: Newton work (multiply-accumulates per image and block) below which
+    #: :meth:`warn_if_newton_dominates` stays quiet.
+    NEWTON_WARN_MACS = 10**8
+
     def warn_if_newton_dominates(self, stage: int,
                                  hw_shape: Tuple[int, int]) -> None:
         """Say once when the landmark count makes the m x m Newton work
@@ -496,7 +500,9 @@ class SOFT(BaseBackbone):
         channels = self.embed_dims[stage]
         rest += (2 * self.arch_settings['soft_mlp_ratio'] * hw_shape[0] *
                  hw_shape[1] * channels**2)  # the FFN
-        if newton <= rest:
+        # Below NEWTON_WARN_MACS the Newton work is negligible whatever
+        # its share (tiny inputs, toy archs).
+        if newton <= rest or newton < self.NEWTON_WARN_MACS:
             return
         self._newton_warned = True
         m, (h, w) = attn.landmark_count(hw_shape), hw_shape

@@ -33,3 +33,77 @@ def test_mlp():
     assert mlp(x).shape == x.shape
     torch.testing.assert_close(mlp(x), mlp.fc2(mlp.act(mlp.fc1(x))))
     assert mlp.fc1.out_features == 40
+
+
+def _plain_and_mlp_grads(mlp, x, frozen=False):
+    """Outputs and gradients of ``mlp`` and of its modules run plainly by
+    autograd, on the same weights."""
+    import copy
+    mlp.zero_grad(set_to_none=True)
+    plain = copy.deepcopy(mlp)
+    for m in (mlp, plain):
+        m.fc1.requires_grad_(not frozen)
+    g = torch.randn(x.shape, dtype=x.dtype)
+    runs = []
+    for m, fwd in ((mlp, mlp), (plain, lambda t: plain.fc2(
+            plain.act(plain.fc1(t))))):
+        xi = x.detach().clone().requires_grad_()
+        out = fwd(xi)
+        out.backward(g)
+        runs.append([out, xi.grad] + [p.grad for p in m.parameters()])
+    return runs
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('approximate', ['tanh', 'none'])
+@pytest.mark.parametrize('shape', [(2, 37, 24), (1, 1, 24), (5, 24)])
+def test_mlp_recomputed_gelu_is_autograd_exactly(dtype, approximate, shape):
+    """Training keeps the hidden pre-activation only and recomputes the
+    GELU in backward: outputs and every gradient are bit-identical to
+    autograd through the modules."""
+    torch.manual_seed(0)
+    mlp = Mlp(24, 96, dict(type='GELU', approximate=approximate)).to(dtype)
+    x = torch.randn(shape, dtype=dtype)
+    ours, plain = _plain_and_mlp_grads(mlp, x)
+    assert ours[0].grad_fn.name().endswith('_LinearGeluLinearBackward')
+    for a, b in zip(ours, plain):
+        assert torch.equal(a, b)
+    # A frozen fc1 gets no gradient, the rest the same.
+    ours, plain = _plain_and_mlp_grads(mlp, x, frozen=True)
+    assert ours[2] is None and ours[3] is None and ours[4] is not None
+    for a, b in zip(ours, plain):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_mlp_keeps_one_hidden_tensor_for_backward():
+    """What autograd keeps: the input and one (N, hidden) tensor, where the
+    plain modules keep two."""
+    mlp = Mlp(16, 64)
+    x = torch.randn(1, 50, 16, requires_grad=True)
+
+    def saved_hidden(fn):
+        sizes = []
+
+        def pack(t):
+            sizes.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x)
+        return sum(1 for n in sizes if n == 50 * 64)
+
+    assert saved_hidden(mlp) == 1
+    assert saved_hidden(lambda t: mlp.fc2(mlp.act(mlp.fc1(t)))) == 2
+
+
+def test_mlp_plain_path_for_other_activations_and_inference():
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    relu = Mlp(16, 32, dict(type='ReLU'))
+    assert relu(x).grad_fn.name() == 'ViewBackward0'  # fc2's, no function
+    gelu = Mlp(16, 32)
+    with torch.no_grad():
+        assert gelu(x).grad_fn is None
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = gelu(x)
+    assert out.dtype == torch.bfloat16
+    assert '_LinearGeluLinear' not in out.grad_fn.name()
