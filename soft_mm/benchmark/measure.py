@@ -23,7 +23,13 @@ Subjects (the ``subject`` dict, built by :mod:`soft_mm.benchmark.subjects`):
 - ``{'kind': 'attention', 'shape': [B, h, n, m, d], 'impl': ...}``: the
   SOFT attention op (``'compile'``: the reference under torch.compile);
 - ``{'kind': 'newton', 'shape': [N, m, d], 'impl': ...}``: the Newton
-  iteration alone on ``N`` landmark kernels.
+  iteration alone on ``N`` landmark kernels;
+- ``{'kind': 'dense', 'config': PATH, 'task': 'det' | 'seg', 'backbone':
+  CFG | None, 'channels': [...], 'masks': bool}``: an mmdet detector or
+  mmseg segmentor from a config file with its backbone swapped; training
+  is ``mode='loss'`` + backward on random ground truth, inference
+  ``mode='tensor'`` (the raw head outputs, no NMS); ``params`` counts the
+  backbone.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the level
 at entry; on CPU the peak resident set (``VmHWM``, reset through
@@ -335,8 +341,115 @@ def _measure_newton(cfg: dict, device: torch.device) -> dict:
                 extra=extra)
 
 
+def build_dense(subject: dict, size) -> torch.nn.Module:
+    """The detector / segmentor of a ``'dense'`` subject for ``size``
+    ``(H, W)`` inputs: the config file's model with its backbone replaced
+    (``backbone``, None keeps the config's, without its pretrained weights)
+    and the layers reading the backbone's channels (``channels``) set to
+    match."""
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(subject['config'])
+    init_default_scope(cfg.default_scope)
+    model_cfg = cfg.model
+    if subject.get('backbone') is not None:
+        model_cfg.backbone = subject['backbone']
+    else:
+        model_cfg.backbone.pop('init_cfg', None)
+    model_cfg.backbone.update(subject.get('backbone_update', {}))
+    channels = subject['channels']
+    if model_cfg.get('neck') is not None:
+        model_cfg.neck.in_channels = channels
+    if model_cfg.get('decode_head') is not None:
+        model_cfg.decode_head.in_channels = channels
+    aux = model_cfg.get('auxiliary_head')
+    if aux is not None:
+        aux.in_channels = channels[aux.in_index]
+    if subject['task'] == 'seg':
+        model_cfg.data_preprocessor.size = tuple(size)
+        from mmseg.registry import MODELS
+    else:
+        from mmdet.registry import MODELS
+    # SyncBN needs a process group: plain BN computes the same here.
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
+
+
+def dense_batch(task: str, height: int, width: int, masks: bool,
+                batch: int = 1):
+    """``batch`` images with random pixels and a few ground-truth boxes
+    (and masks) or a random segmentation map each, as the data loader gives
+    them."""
+    gen = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, height, width),
+                                    generator=gen, dtype=torch.uint8))
+        samples.append(_dense_sample(task, height, width, masks, gen))
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _dense_sample(task, height, width, masks, gen):
+    meta = dict(img_shape=(height, width), ori_shape=(height, width),
+                pad_shape=(height, width), scale_factor=(1.0, 1.0))
+    if task == 'seg':
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        sample = SegDataSample(metainfo=meta)
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, 150, (1, height, width), generator=gen))
+        return sample
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    n = 8
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([width, height]) / 2
+    wh = (torch.rand(n, 2, generator=gen) * 0.4 + 0.1) * torch.tensor(
+        [width, height])
+    boxes = torch.cat([xy, (xy + wh).minimum(
+        torch.tensor([width - 1., height - 1.]))], 1)
+    gt = InstanceData(bboxes=boxes, labels=torch.randint(
+        0, 80, (n, ), generator=gen))
+    if masks:
+        import numpy as np
+        from mmdet.structures.mask import BitmapMasks
+        bitmap = np.zeros((n, height, width), dtype=np.uint8)
+        for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+            bitmap[i, y1:y2, x1:x2] = 1
+        gt.masks = BitmapMasks(bitmap, height, width)
+    sample = DetDataSample(metainfo=meta)
+    sample.gt_instances = gt
+    return sample
+
+
+def _measure_dense(cfg: dict, device: torch.device) -> dict:
+    subject = cfg['subject']
+    for name in subject.get('imports', ()):
+        __import__(name)
+    if cfg.get('precision', 'fp32') != 'fp32':
+        raise ValueError('dense subjects: fp32 only')
+    model = build_dense(subject, (cfg['height'], cfg['width'])).to(device)
+    train = cfg['pass'] == 'train'
+    model.train(train)
+    params = sum(p.numel() for p in model.backbone.parameters())
+    data = model.data_preprocessor(
+        dense_batch(subject['task'], cfg['height'], cfg['width'],
+                    subject.get('masks', False), cfg['batch']), train)
+
+    def step():
+        if train:
+            model.zero_grad(set_to_none=True)
+            loss, _ = model.parse_losses(model(**data, mode='loss'))
+            loss.backward()
+        else:
+            with torch.no_grad():
+                model(**data, mode='tensor')
+
+    result = time_steps(step, device, cfg['iters'], cfg['warmup'])
+    return dict(result, params=params, note=soft_op_note(model, device.type))
+
+
 _MEASURES = dict(model=_measure_model, attention=_measure_attention,
-                 newton=_measure_newton)
+                 newton=_measure_newton, dense=_measure_dense)
 
 
 def measure(cfg: dict) -> dict:

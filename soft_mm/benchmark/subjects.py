@@ -3,6 +3,7 @@
 for the protocol: the models compared with SOFT-tiny (and their default
 tables), and the SOFT attention op at SOFT-tiny's stage shapes."""
 import importlib.util
+import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from soft_mm.archs import ARCH_DEFAULTS, ARCH_ZOO
@@ -16,10 +17,38 @@ BACKBONE_MODELS = ('soft-tiny', 'soft-tiny-grid7', 'pcpvt-s', 'pvt-v2-b1')
 BEFORE_MODELS = ('soft-tiny-before', 'soft-tiny-grid7-before')
 #: A few convolutions, torch only: for testing the protocol quickly.
 TEST_MODELS = ('toy', 'toy-wide')
-ALL_MODELS = ('soft-tiny', 'soft-tiny-grid7', 'deit-tiny', 'deit-small',
-              'pcpvt-s', 'swin-t', 'pvt-v2-b1') + BEFORE_MODELS + TEST_MODELS
 #: What the ratios are relative to (the first model of a table without it).
 BASELINE = 'soft-tiny'
+
+#: Dense prediction (``--mode dense``): the detector / segmentor configs
+#: whose backbone is swapped, ``(config, 'det' | 'seg', masks)``. UPerNet
+#: comes from the SOFT-Norm-small config with the tiny arch (same widths).
+DENSE_TASKS = {
+    'retinanet': ('configs/mmdet/retinanet_soft-norm-tiny_fpn_1x_coco.py',
+                  'det', False),
+    'mask-rcnn': ('configs/mmdet/mask-rcnn_soft-norm-tiny_fpn_1x_coco.py',
+                  'det', True),
+    'upernet': ('configs/mmseg/upernet_soft-norm-small_4xb4-160k_'
+                'ade20k-512x512.py', 'seg', False),
+}
+#: Images per step of a dense task: UPerNet's pooling module normalises
+#: 1x1 maps, which batch norm cannot train on a batch of one.
+DENSE_BATCH = {'retinanet': 1, 'mask-rcnn': 1, 'upernet': 2}
+#: The default dense tables: (task, size).
+DENSE_TABLES = (('retinanet', (800, 1333)), ('mask-rcnn', (800, 1333)),
+                ('upernet', (512, 512)), ('upernet', (1024, 2048)))
+#: Backbones of the dense comparison: the dense configs' own SOFT-Norm-tiny
+#: (``landmark_grid=7``) and the libraries' own PVTv2-b1, Swin-T and
+#: ResNet-50 with their usual settings (ResNet: first stage frozen in
+#: mmdet, as its configs train it); no stochastic depth anywhere. In
+#: ``--mode dense``, ``swin-t`` is mmdet's / mmseg's Swin-T.
+DENSE_MODELS = ('soft-norm-tiny', 'pvtv2-b1', 'swin-t', 'resnet-50')
+DENSE_BASELINE = 'soft-norm-tiny'
+#: Every model name the tools accept.
+ALL_MODELS = ('soft-tiny', 'soft-tiny-grid7', 'soft-tiny-grid7-cp',
+              'deit-tiny', 'deit-small', 'pcpvt-s', 'swin-t',
+              'pvt-v2-b1', 'soft-norm-tiny', 'pvtv2-b1', 'resnet-50'
+              ) + BEFORE_MODELS + TEST_MODELS
 
 #: The tables run when no ``--sizes`` are given: (pass, size, batch,
 #: models). SOFT at 1024x1024 with the official landmarks (m ~ 1 000 per
@@ -73,6 +102,8 @@ def model_subject(name: str, mode: str, size: Tuple[int, int]) -> dict:
         backbone = dict(type='SOFT', arch='tiny', drop_path_rate=0.)
         if 'grid7' in name:
             backbone['landmark_grid'] = 7
+        if name.endswith('-cp'):  # activation checkpointing per block
+            backbone['with_cp'] = True
         if mode == 'backbone':
             backbone.update(out_indices=(0, 1, 2, 3), out_type='featmap')
         channels, neck = 512, False
@@ -102,6 +133,71 @@ def model_subject(name: str, mode: str, size: Tuple[int, int]) -> dict:
                   in_channels=channels))
     return dict(kind='model', imports=imports, registry=classifier,
                 tensor_mode=True)
+
+
+def dense_skip(task: str) -> Optional[str]:
+    """Why a dense task cannot run here (None if it can)."""
+    lib = 'mmseg' if DENSE_TASKS[task][1] == 'seg' else 'mmdet'
+    if importlib.util.find_spec(lib) is None:
+        return f'{lib} not installed (bash tools/install_mmcv.sh)'
+    if not _has_mmcv_ops():
+        return ('mmcv without compiled ops (mmcv-lite; full mmcv: bash '
+                'tools/install_mmcv.sh)')
+    return None
+
+
+def _has_mmcv_ops() -> bool:
+    try:
+        return importlib.util.find_spec('mmcv._ext') is not None
+    except ImportError:
+        return False
+
+
+def dense_backbone(name: str, task: str) -> Tuple[Optional[dict], list]:
+    """A dense backbone's config (None: the config file's SOFT-Norm-tiny)
+    and its four output widths."""
+    det = task == 'det'
+    if name == 'soft-norm-tiny':
+        return None, [64, 128, 320, 512]
+    if name == 'pvtv2-b1':  # mmseg has none: mmdet's in both
+        return dict(type='mmdet.PyramidVisionTransformerV2', embed_dims=64,
+                    num_layers=[2, 2, 2, 2], drop_path_rate=0.), [
+                        64, 128, 320, 512]
+    if name == 'swin-t':
+        return dict(type='mmdet.SwinTransformer' if det else
+                    'mmseg.SwinTransformer', embed_dims=96,
+                    depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                    window_size=7, mlp_ratio=4, qkv_bias=True,
+                    drop_path_rate=0., patch_norm=True,
+                    out_indices=(0, 1, 2, 3)), [96, 192, 384, 768]
+    if name == 'resnet-50':
+        if det:
+            return dict(type='mmdet.ResNet', depth=50, num_stages=4,
+                        out_indices=(0, 1, 2, 3), frozen_stages=1,
+                        norm_cfg=dict(type='BN', requires_grad=True),
+                        norm_eval=True, style='pytorch'), [
+                            256, 512, 1024, 2048]
+        return dict(type='mmseg.ResNetV1c', depth=50, num_stages=4,
+                    out_indices=(0, 1, 2, 3), dilations=(1, 1, 1, 1),
+                    strides=(1, 2, 2, 2),
+                    norm_cfg=dict(type='BN', requires_grad=True),
+                    norm_eval=False, style='pytorch',
+                    contract_dilation=True), [256, 512, 1024, 2048]
+    raise ValueError(f'unknown dense backbone {name!r}')
+
+
+def dense_subject(name: str, task: str) -> dict:
+    """The measured subject of a dense backbone in a task of
+    :data:`DENSE_TASKS`."""
+    config, kind, masks = DENSE_TASKS[task]
+    backbone, channels = dense_backbone(name, kind)
+    update = {}
+    if backbone is None:
+        update = dict(drop_path_rate=0., arch='tiny')
+    return dict(kind='dense', imports=['soft_mm'],
+                config=osp.join(CURRENT_ROOT, config), task=kind,
+                masks=masks, backbone=backbone, backbone_update=update,
+                channels=channels)
 
 
 def tiny_stages() -> Dict[int, Tuple[int, int, int]]:
@@ -159,10 +255,35 @@ def model_tables(models: Optional[Sequence[str]] = None,
     return tables
 
 
+def dense_tables(models: Optional[Sequence[str]] = None,
+                 tasks: Optional[Sequence[str]] = None,
+                 sizes: Optional[Sequence[Tuple[int, int]]] = None,
+                 passes: Sequence[str] = ('train', 'infer')) -> List[dict]:
+    """The tables of ``--mode dense``: :data:`DENSE_TABLES` (reduced to
+    ``tasks``) without ``sizes``, else every task x size; every pass.
+
+    Returns:
+        list[dict]: :func:`model_tables`'s keys and ``task``.
+    """
+    names = tuple(models or DENSE_MODELS)
+    if sizes is None:
+        base = [(t, s) for t, s in DENSE_TABLES if tasks is None or t in tasks]
+    else:
+        base = [(t, s) for t in (tasks or DENSE_TASKS) for s in sizes]
+    tables = [dict(task=t, pass_=p, size=s, batch=DENSE_BATCH[t],
+                   precision='fp32', compile_='off', models=names)
+              for t, s in base for p in passes]
+    for i, table in enumerate(tables, 1):
+        table['table'] = i
+    return tables
+
+
 def table_title(table: dict) -> str:
-    """``'train 224x224, batch 8, fp32, eager'``."""
+    """``'train 224x224, batch 8, fp32, eager'`` (a dense table: its task
+    first)."""
     h, w = table['size']
-    return (f"{table['pass_']} {h}x{w}, batch {table['batch']}, "
+    task = f"{table['task']} " if table.get('task') else ''
+    return (f"{task}{table['pass_']} {h}x{w}, batch {table['batch']}, "
             f"{table['precision']}, "
             f"{'torch.compile' if table['compile_'] == 'on' else 'eager'}")
 
@@ -195,13 +316,21 @@ def model_cases(tables: Sequence[dict],
             if before_root and name.startswith('soft-tiny'):
                 source = ('soft_mm of --before-root' if before else
                           'soft_mm of this tree')
+            if table.get('task'):
+                why = why or dense_skip(table['task'])
+                subject = dense_subject(name, table['task'])
+            else:
+                subject = model_subject(
+                    name[:-len('-before')] if before else name, mode,
+                    table['size'])
+            settings = {'pass': table['pass_'], 'height': h, 'width': w,
+                        'batch': table['batch'],
+                        'precision': table['precision'],
+                        'compile': table['compile_']}
+            if table.get('task'):
+                settings = {'task': table['task'], **settings}
             cases.append(Case(
-                table['table'], name,
-                model_subject(name[:-len('-before')] if before else name,
-                              mode, table['size']),
-                {'pass': table['pass_'], 'height': h, 'width': w,
-                 'batch': table['batch'], 'precision': table['precision'],
-                 'compile': table['compile_']},
+                table['table'], name, subject, settings,
                 root=before_root if before else CURRENT_ROOT, skip=why,
                 note=source))
     return cases

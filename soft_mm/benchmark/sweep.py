@@ -142,7 +142,7 @@ class SweepGate:
         for row in rows:
             if (row[self.name_field] == case.name
                     and row.get('pass') == s['pass']
-                    and row['status'] in ('error', 'timeout')
+                    and row['status'] in ('error', 'timeout', 'oom')
                     and tokens(row['height'], row['width']) < n):
                 return (f"not run: {row['height']}x{row['width']} already "
                         f"ended in {row['status']} ({row.get('note', '')})"

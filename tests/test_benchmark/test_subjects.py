@@ -30,6 +30,10 @@ def test_model_subjects():
     assert soft['imports'] == ['soft_mm']
     assert soft['registry']['landmark_grid'] == 7
     assert soft['registry']['out_indices'] == (0, 1, 2, 3)
+    assert 'with_cp' not in soft['registry']
+    cp = model_subject('soft-tiny-grid7-cp', 'cls', (64, 64))
+    assert cp['registry']['backbone']['with_cp'] is True
+    assert cp['registry']['backbone']['landmark_grid'] == 7
     deit = model_subject('deit-tiny', 'cls', (32, 48))
     assert deit['tensor_mode'] and deit['registry']['backbone'][
         'img_size'] == [32, 48]

@@ -19,6 +19,11 @@ Examples::
     python tools/analysis_tools/benchmark.py --sizes 224 384 512 1024 \\
         --batch-sizes 32 --precisions fp32 amp --device cuda --rounds 3
 
+    # Detectors and segmentors (full mmcv, mmdet, mmseg): RetinaNet and
+    # Mask R-CNN at 800x1333, UPerNet at 512x512 and 1024x2048, with
+    # SOFT-Norm-tiny, PVTv2-b1, Swin-T and ResNet-50 backbones:
+    python tools/analysis_tools/benchmark.py --mode dense --rounds 2
+
     # Backbones at detection / segmentation sizes, forward+backward:
     python tools/analysis_tools/benchmark.py --mode backbone \\
         --sizes 512x512 800x1333 --passes train
@@ -30,7 +35,8 @@ Examples::
     python tools/analysis_tools/benchmark.py --sweep --rounds 2
 
 Models (``--models``): ``soft-tiny`` (official landmarks),
-``soft-tiny-grid7`` (``landmark_grid=7``: bounded landmarks), their
+``soft-tiny-grid7`` (``landmark_grid=7``: bounded landmarks),
+``soft-tiny-grid7-cp`` (the same with ``with_cp=True``), their
 ``*-before`` twins (built from ``--before-root``), ``deit-tiny``,
 ``deit-small``, ``pcpvt-s`` (Twins-PCPVT-S), ``swin-t`` from mmpretrain,
 ``pvt-v2-b1`` from timm (skipped without it), and ``toy`` / ``toy-wide``
@@ -56,7 +62,10 @@ from soft_mm.benchmark.machine import (cpu_busy_seconds, meminfo_MiB,
 from soft_mm.benchmark.report import (markdown_header, model_markdown,
                                       write_report)
 from soft_mm.benchmark.subjects import (ALL_MODELS, BASELINE, BEFORE_MODELS,
-                                        model_cases, model_tables, table_title)
+                                        DENSE_BASELINE, DENSE_MODELS,
+                                        DENSE_TABLES, DENSE_TASKS,
+                                        dense_tables, model_cases,
+                                        model_tables, table_title)
 from soft_mm.benchmark.sweep import (PREDICTION_FIELDS, SWEEP_MODELS,
                                      SWEEP_SIZES, SweepGate, exponent_markdown,
                                      fit_exponents, plot_sweep, sort_sizes)
@@ -84,7 +93,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Benchmark SOFT-tiny against softmax models: '
         'interleaved rounds, a fresh process per measurement, load checks')
-    parser.add_argument('--mode', choices=['cls', 'backbone'], default='cls')
+    parser.add_argument(
+        '--mode', choices=['cls', 'backbone', 'dense'], default='cls',
+        help='cls: classifiers; backbone: feature pyramids; dense: mmdet '
+        'detectors / mmseg segmentors with swapped backbones (full mmcv)')
+    parser.add_argument(
+        '--tasks', nargs='+', choices=list(DENSE_TASKS),
+        help=f'--mode dense: the detectors / segmentors (default: '
+        f'{", ".join(f"{t} {h}x{w}" for t, (h, w) in DENSE_TABLES)})')
     parser.add_argument(
         '--models', nargs='+', choices=ALL_MODELS,
         help='models to run (without --sizes: a selection of the default '
@@ -190,6 +206,15 @@ def check_args(parser, args):
         args.models = args.models or list(SWEEP_MODELS)
         if args.baseline is None and 'soft-tiny-grid7' in args.models:
             args.baseline = 'soft-tiny-grid7'
+    if args.mode == 'dense':
+        check_dense_args(parser, args)
+        return
+    if args.tasks:
+        parser.error('--tasks applies to --mode dense')
+    dense = sorted(set(args.models or ()) & set(DENSE_MODELS) -
+                   {'swin-t'})
+    if dense:
+        parser.error(f'{", ".join(dense)}: dense backbones (--mode dense)')
     default = args.sizes is None and args.mode == 'cls'
     if default and (args.batch_sizes or args.passes):
         parser.error('--batch-sizes and --passes apply with --sizes only '
@@ -206,6 +231,24 @@ def check_args(parser, args):
         args.baseline = BASELINE
     elif not any(args.baseline in t['models'] for t in args.tables):
         parser.error(f'--baseline {args.baseline} is not among the models')
+
+
+def check_dense_args(parser, args):
+    """``--mode dense``: its backbones, fp32, eager, the tasks' batch
+    sizes."""
+    wrong = [m for m in args.models or () if m not in DENSE_MODELS]
+    if wrong:
+        parser.error(f'--mode dense compares {", ".join(DENSE_MODELS)}; '
+                     f'not {", ".join(wrong)}')
+    if (args.batch_sizes or args.precisions != ['fp32']
+            or args.compile != ['off'] or args.before_root):
+        parser.error('--mode dense measures fp32, eager, batch 1 (UPerNet '
+                     '2) (no --batch-sizes, --precisions, --compile, '
+                     '--before-root)')
+    args.tables = dense_tables(args.models, args.tasks, args.sizes,
+                               args.passes or ['train', 'infer'])
+    if args.baseline is None:
+        args.baseline = DENSE_BASELINE
 
 
 def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
