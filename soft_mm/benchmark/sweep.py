@@ -16,6 +16,7 @@ Tokens are the stride-4 grid every model here starts from,
 ``H * W / 16``: the count each stage scales with.
 """
 import math
+import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
 #: Sizes of the sweep: 224 to 2048 square, and the Cityscapes shape.
@@ -103,13 +104,12 @@ def measured_points(rows: Sequence[dict], name: str, pass_: str,
             by_size.setdefault((row['height'], row['width']), []).append(row)
     points = []
     for (h, w), mine in sorted(by_size.items()):
-        times = sorted(r['time_ms'] for r in mine)
-        peaks = sorted(r['peak_mem_MiB'] for r in mine
-                       if r.get('peak_mem_MiB') not in ('', None))
-        points.append(dict(height=h, width=w, tokens=tokens(h, w),
-                           time_ms=times[len(times) // 2],
-                           peak_MiB=peaks[len(peaks) // 2] if peaks else
-                           math.nan))
+        peaks = [r['peak_mem_MiB'] for r in mine
+                 if r.get('peak_mem_MiB') not in ('', None)]
+        points.append(dict(
+            height=h, width=w, tokens=tokens(h, w),
+            time_ms=statistics.median(r['time_ms'] for r in mine),
+            peak_MiB=statistics.median(peaks) if peaks else math.nan))
     return points
 
 
@@ -171,9 +171,11 @@ def fit_exponents(rows: Sequence[dict], models: Sequence[str],
                   passes: Sequence[str],
                   ranges: Sequence[Tuple[int, int]] = FIT_RANGES,
                   name_field: str = 'model') -> List[dict]:
-    """Each model's exponents per range: time ∝ tokens^k and (peak memory
-    above the model's smallest peak) ∝ tokens^k, fitted over the square
-    sizes measured within the range.
+    """Each model's exponents per range: time ∝ tokens^k and peak memory
+    (above the process's level at the start of the step) ∝ tokens^k,
+    fitted over the square sizes measured within the range. At small sizes
+    fixed costs (weights' gradients, workspaces) keep the memory exponent
+    well below 1.
 
     Returns:
         list[dict]: ``model``, ``pass``, ``range`` (``'224-512'``),
@@ -185,8 +187,6 @@ def fit_exponents(rows: Sequence[dict], models: Sequence[str],
         for name in models:
             points = measured_points(rows, name, pass_, name_field)
             square = [p for p in points if p['height'] == p['width']]
-            base = min((p['peak_MiB'] for p in points
-                        if not math.isnan(p['peak_MiB'])), default=0.0)
             for lo, hi in ranges:
                 inside = [p for p in square if lo <= p['height'] <= hi]
                 entry = dict(model=name, range=f'{lo}-{hi}',
@@ -195,11 +195,10 @@ def fit_exponents(rows: Sequence[dict], models: Sequence[str],
                 if len({p['tokens'] for p in inside}) >= 2:
                     entry['k_time'] = fit_power(
                         [(p['tokens'], p['time_ms']) for p in inside])[0]
-                    growth = [(p['tokens'], p['peak_MiB'] - 0.9 * base)
-                              for p in inside
+                    memory = [(p['tokens'], p['peak_MiB']) for p in inside
                               if not math.isnan(p['peak_MiB'])]
-                    if len(growth) >= 2:
-                        entry['k_mem'] = fit_power(growth)[0]
+                    if len(memory) >= 2:
+                        entry['k_mem'] = fit_power(memory)[0]
                 fits.append(entry)
     return fits
 
@@ -208,8 +207,8 @@ def exponent_markdown(fits: Sequence[dict]) -> List[str]:
     """The fitted exponents as a markdown table, a row per model and
     pass, a column per range (``time k / memory k``)."""
     ranges = list(dict.fromkeys(f['range'] for f in fits))
-    lines = ['## Fitted exponents (time ∝ tokens^k / memory above the '
-             "model's smallest peak ∝ tokens^k)", '',
+    lines = ['## Fitted exponents (time ∝ tokens^k / peak memory above the '
+             'start ∝ tokens^k)', '',
              '| model | pass | ' + ' | '.join(ranges) + ' |',
              '|' + '---|' * (2 + len(ranges))]
     keys = list(dict.fromkeys((f['model'], f['pass']) for f in fits))
@@ -225,6 +224,46 @@ def exponent_markdown(fits: Sequence[dict]) -> List[str]:
                 cells.append(f"{f['k_time']:.2f} / {mem}")
         lines.append(f'| {name} | {pass_} | ' + ' | '.join(cells) + ' |')
     return lines + ['']
+
+
+def pivot_markdown(rows: Sequence[dict], models: Sequence[str],
+                   passes: Sequence[str],
+                   name_field: str = 'model') -> List[str]:
+    """The sweep at a glance: per pass, a row per size and a column per
+    model, ``seconds / GiB`` (median time per step, median peak memory
+    above the start); a skipped point shows its prediction in italics."""
+    lines = []
+    sizes = sort_sizes([(r['height'], r['width']) for r in rows])
+    for pass_ in passes:
+        points = {name: {(p['height'], p['width']): p
+                         for p in measured_points(rows, name, pass_,
+                                                  name_field)}
+                  for name in models}
+        lines += [f'## {pass_}: seconds per step / GiB above the start', '',
+                  '| size | tokens | ' + ' | '.join(models) + ' |',
+                  '|' + '---|' * (2 + len(models))]
+        for h, w in sizes:
+            cells = []
+            for name in models:
+                p = points[name].get((h, w))
+                skipped = [r for r in rows
+                           if r[name_field] == name and r.get('pass') ==
+                           pass_ and (r['height'], r['width']) == (h, w)
+                           and r['status'] != 'ok']
+                if p is not None:
+                    cells.append(f"{p['time_ms'] / 1e3:.2f} / "
+                                 f"{p['peak_MiB'] / 1024:.2f}")
+                elif skipped and skipped[0].get('pred_ms') not in ('', None):
+                    r = skipped[0]
+                    cells.append(f"*{float(r['pred_ms']) / 1e3:.1f} / "
+                                 f"{float(r['pred_MiB']) / 1024:.2f}*")
+                else:
+                    cells.append(skipped[0]['status'] if skipped else '')
+            lines.append(f'| {h}x{w} | {tokens(h, w)} | ' +
+                         ' | '.join(cells) + ' |')
+        lines.append('')
+    return lines + ['*Italics*: predicted from the smaller sizes, not run.',
+                    '']
 
 
 def plot_sweep(rows: Sequence[dict], models: Sequence[str],

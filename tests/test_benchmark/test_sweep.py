@@ -6,8 +6,8 @@ import pytest
 from soft_mm.benchmark import Case
 from soft_mm.benchmark.sweep import (SweepGate, exponent_markdown,
                                      fit_exponents, fit_power, measured_points,
-                                     plot_sweep, predict_point, sort_sizes,
-                                     tokens)
+                                     pivot_markdown, plot_sweep, predict_point,
+                                     sort_sizes, tokens)
 
 
 def row(model, size, time_ms, peak, pass_='train', status='ok', rnd=1):
@@ -80,12 +80,15 @@ def test_gate_skips_what_the_curve_puts_over_budget():
 
 def test_fit_exponents_per_range_and_markdown():
     rows = curve('soft', 1.0, 1.0, sizes=(224, 384, 512, 1024, 2048))
-    rows += curve('vit', 2.0, 2.0, sizes=(224, 512))
+    rows += curve('vit', 2.0, 2.0, sizes=(224, 512), base=0.0)
     fits = fit_exponents(rows, ['soft', 'vit'], ['train'])
     by = {(f['model'], f['range']): f for f in fits}
     for rng in ('224-512', '512-1024', '1024-2048'):
         assert by['soft', rng]['k_time'] == pytest.approx(1.0)
     assert by['vit', '224-512']['k_time'] == pytest.approx(2.0)
+    assert by['vit', '224-512']['k_mem'] == pytest.approx(2.0)
+    # A fixed cost under the growth: the exponent of the totals is lower.
+    assert 0 < by['soft', '224-512']['k_mem'] < 1.0
     assert by['vit', '512-1024']['k_time'] is None
     assert by['soft', '224-512']['points'] == 3
     text = '\n'.join(exponent_markdown(fits))
@@ -104,3 +107,17 @@ def test_plot_sweep_writes_pngs(tmp_path):
     for f in files:
         data = open(f, 'rb').read()
         assert data[:4] == b'\x89PNG' and len(data) > 5000
+
+
+def test_pivot_shows_measured_and_predicted():
+    rows = curve('soft', 1.0, 1.0)
+    rows.append(dict(row('soft', 2048, '', ''), status='skipped',
+                     pred_ms=4000.0, pred_MiB=2048.0))
+    rows.append(dict(row('vit', 224, '', ''), status='error'))
+    text = '\n'.join(pivot_markdown(rows, ['soft', 'vit'], ['train']))
+    n = tokens(1024, 1024)
+    t = 1e-3 * n / 1e3
+    m = (500 + 1e-2 * n) / 1024
+    assert f'| 1024x1024 | {n} | {t:.2f} / {m:.2f} |  |' in text
+    assert f'| 2048x2048 | {tokens(2048, 2048)} | *4.0 / 2.00* |  |' in text
+    assert '| 224x224 | 3136 |' in text and '| error |' in text

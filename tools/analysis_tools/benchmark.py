@@ -68,7 +68,8 @@ from soft_mm.benchmark.subjects import (ALL_MODELS, BASELINE, BEFORE_MODELS,
                                         model_tables, table_title)
 from soft_mm.benchmark.sweep import (PREDICTION_FIELDS, SWEEP_MODELS,
                                      SWEEP_SIZES, SweepGate, exponent_markdown,
-                                     fit_exponents, plot_sweep, sort_sizes)
+                                     fit_exponents, pivot_markdown, plot_sweep,
+                                     sort_sizes)
 
 
 def parse_size(text: str):
@@ -300,7 +301,8 @@ def sweep_results(args, rows, header, stem):
              f"{header['device']}, batch 1, fp32 — soft_mm {roots} — "
              f"{header['date']}")
     plots = plot_sweep(rows, args.models, passes, title, stem)
-    return exponent_markdown(fits) + [
+    return pivot_markdown(rows, args.models, passes) + exponent_markdown(
+        fits) + [
         f'![{osp.basename(p)}]({osp.basename(p)})' for p in plots] + ['']
 
 
