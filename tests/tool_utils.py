@@ -5,12 +5,15 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIGITS_CFG = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_1xb64_digits.py')
 TINY_CFG = osp.join(ROOT, 'configs', '_base_', 'models', 'soft',
                     'soft-tiny.py')
+FINETUNE_RECIPE = osp.join(ROOT, 'configs', 'soft',
+                           'soft-tiny_ft-1xb32_custom.py')
 
 
 def load_script(relpath, register=False):
@@ -28,6 +31,17 @@ def load_script(relpath, register=False):
         sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def edit_recipe(**values):
+    """The fine-tuning recipe's text with its ``EDIT`` lines
+    (``name = ...``) set to ``values``, as a user would edit a copy."""
+    text = open(FINETUNE_RECIPE).read()
+    for name, value in values.items():
+        text, n = re.subn(rf'^{name} = .*$', f'{name} = {value!r}', text,
+                          count=1, flags=re.M)
+        assert n == 1, f'the recipe has no line `{name} = ...`'
+    return text
 
 
 def run_main(module, capsys, *args):

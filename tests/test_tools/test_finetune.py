@@ -3,7 +3,6 @@
 edited in its marked lines, loading reported, layer-wise lr decay, and a
 checkpoint that does not fit failing the run."""
 import os.path as osp
-import re
 import subprocess
 import sys
 
@@ -14,19 +13,15 @@ from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401
 from soft_mm.models import SOFT
-from tool_utils import ROOT, load_script, run_main
+from tool_utils import (FINETUNE_RECIPE, ROOT, edit_recipe, load_script,
+                        run_main)
 
-RECIPE = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_ft-1xb32_custom.py')
 FOLDERS = load_script('tools/dataset_converters/digits_to_folders.py')
 
 
 def copy_recipe(dst, **values):
     """Copy the recipe and set its EDIT lines, as a user would."""
-    text = open(RECIPE).read()
-    for name, value in values.items():
-        text, n = re.subn(rf'^{name} = .*$', f'{name} = {value!r}', text,
-                          count=1, flags=re.M)
-        assert n == 1, f'the recipe has no line `{name} = ...`'
+    text = edit_recipe(**values)
     # CPU test settings: no worker processes, one epoch.
     dst.write_text(text + "\ntrain_dataloader['num_workers'] = 0\n"
                    "val_dataloader['num_workers'] = 0\n"
@@ -47,7 +42,7 @@ def folders(tmp_path_factory):
 def pretrained(tmp_path_factory):
     """A SOFT-tiny classifier checkpoint with a 1000-class head."""
     path = tmp_path_factory.mktemp('ckpt') / 'soft-tiny.pth'
-    cfg = Config.fromfile(RECIPE)
+    cfg = Config.fromfile(FINETUNE_RECIPE)
     cfg.model.backbone.pop('init_cfg')
     cfg.model.head.num_classes = 1000
     from mmpretrain.models import build_classifier

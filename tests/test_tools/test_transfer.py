@@ -15,8 +15,6 @@ start (the file, or the backbone's random initialisation).
   vs random").
 """
 import os
-import os.path as osp
-import re
 import time
 
 import pytest
@@ -25,9 +23,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import soft_mm  # noqa: F401
-from tool_utils import ROOT, load_script
+from tool_utils import edit_recipe, load_script
 
-RECIPE = osp.join(ROOT, 'configs', 'soft', 'soft-tiny_ft-1xb32_custom.py')
 FOLDERS = load_script('tools/dataset_converters/digits_to_folders.py')
 
 IMG_SIZE = 32
@@ -54,13 +51,9 @@ def copy_recipe(dst, epochs, seed, save, **values):
     """The recipe with its EDIT lines set, the digits pipeline, ``epochs``
     epochs (validated once, at the end), ``seed``; ``pretrained=None`` drops
     the ``Pretrained`` init (random initialisation, the backbone's own)."""
-    text = open(RECIPE).read()
     pretrained = values.pop('pretrained')
     values['pretrained'] = pretrained or 'unused'
-    for name, value in values.items():
-        text, n = re.subn(rf'^{name} = .*$', f'{name} = {value!r}', text,
-                          count=1, flags=re.M)
-        assert n == 1, f'the recipe has no line `{name} = ...`'
+    text = edit_recipe(**values)
     text += DIGITS_PIPELINE + f"""
 train_dataloader['num_workers'] = 0
 val_dataloader['num_workers'] = 0
