@@ -174,9 +174,13 @@ class SoftAttention(nn.Module):
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dims
         q = self.queries(x)
-        # v is copied into the core's layout once, as q.
+        # v goes to the core as a (B, h, N, d) view of the (B, N, C) values,
+        # not a copy: the local conv keeps the values for its backward
+        # anyway, so the core keeps this view rather than a second copy of
+        # them (the core copies into its layout for the duration of its
+        # forward and backward only).
         v_tokens = self.v(x)
-        v = v_tokens.view(B, N, h, d).transpose(1, 2).contiguous()
+        v = v_tokens.view(B, N, h, d).transpose(1, 2)
         landmarks = self.sample_landmarks(q, hw_shape)
         out = soft_attention(
             q,

@@ -71,6 +71,38 @@ def test_forward_is_the_reference_composition():
     torch.testing.assert_close(attn(x, (H, W)), want)
 
 
+def test_backward_keeps_the_values_once():
+    """The kernels' core and the local conv both need the values in the
+    backward pass: one tensor holds them for both, not a copy per consumer
+    (the reference, composed of PyTorch ops, copies inside ``matmul``)."""
+    if 'cpu' not in ext_device_types():
+        pytest.skip('soft_mm._ext not built')
+    torch.manual_seed(0)
+    attn = SoftAttention(64, 2, sr_ratio=2, local_kernel=3, attn_impl='ext')
+    x = torch.randn(2, 6 * 5, 64)
+    v_tokens = attn.v(x).detach()
+    holders = set()
+
+    def pack(t):
+        # The values as the core takes them (B, h, N, d), or as the conv
+        # does (B, H, W, C).
+        if t.shape == (2, 2, 30, 32):
+            tokens = t.detach().transpose(1, 2).reshape(v_tokens.shape)
+        elif t.numel() == v_tokens.numel():
+            tokens = t.detach().reshape(v_tokens.shape)
+        else:
+            return t
+        if torch.equal(tokens, v_tokens):
+            holders.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = attn(x, (6, 5))
+    assert len(holders) == 1, f'the values are kept {len(holders)} times'
+    out.sum().backward()  # the saved view still gives the gradients
+    assert attn.v.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize('impl', ['ext', 'cpu'])
 def test_kernel_impls_build_where_they_exist(impl):
     if 'cpu' not in ext_device_types():
