@@ -506,6 +506,13 @@ def main(argv=None) -> int:
               traceback.format_exc().splitlines()[-1])
         return 0
     peak = result.pop('peak_bytes')
+    # The variables this process ran with (the allocator's), as it saw
+    # them: part of the row. Named by the parent, as this script imports
+    # nothing of the checkout it measures.
+    seen = ' '.join(f'{k}={os.environ[k]}' for k in cfg.get('record_env', ())
+                    if k in os.environ)
+    if seen:
+        result['note'] = '; '.join(n for n in (result.get('note'), seen) if n)
     _emit('ok', peak_bytes=None if math.isnan(peak) else peak,
           threads=torch.get_num_threads(), **result)
     return 0

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .allocators import ALLOCATOR_VARS
 from .machine import (LoadMonitor, banner, cpu_busy_seconds, git_describe,
                       machine_info, read_loadavg)
 from .measure import RESULT_TAG
@@ -62,6 +63,8 @@ class Case:
         note (str): Added to the notes of its rows.
         skip_fields (dict): Extra columns of its skipped row (e.g. what a
             gate predicted it would have measured).
+        env (dict): Extra environment of its process (e.g. an allocator
+            setting, see :mod:`~soft_mm.benchmark.allocators`).
     """
     table: int
     name: str
@@ -72,6 +75,7 @@ class Case:
     note: str = ''
     failed: Optional[str] = field(default=None, repr=False)
     skip_fields: dict = field(default_factory=dict, repr=False)
+    env: dict = field(default_factory=dict)
 
 
 def child_env(threads: Optional[int], root: str,
@@ -259,9 +263,11 @@ class Benchmark:
             return row
         cfg = dict(subject=case.subject, device=self.device,
                    threads=self.threads, iters=self.iters,
-                   warmup=self.warmup, soft_root=case.root, **case.settings)
+                   warmup=self.warmup, soft_root=case.root,
+                   record_env=ALLOCATOR_VARS, **case.settings)
         result, wall, others_s = measure_in_fresh_process(
-            cfg, self.timeout, child_env(self.threads, case.root, self.env),
+            cfg, self.timeout,
+            child_env(self.threads, case.root, {**self.env, **case.env}),
             cwd=self.cwd, cpu_seconds=self.monitor.cpu_seconds)
         others = None if others_s is None else others_s / max(wall, 1e-9)
         if self.monitor.others_busy(f'round {rnd}, {case.name} (table '

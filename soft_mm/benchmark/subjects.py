@@ -7,6 +7,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from soft_mm.archs import ARCH_DEFAULTS, ARCH_ZOO
+from .allocators import allocator_env
 from .protocol import CURRENT_ROOT, Case
 
 #: Default models of the classifier comparison and of the backbone mode.
@@ -291,8 +292,9 @@ def table_title(table: dict) -> str:
 def model_cases(tables: Sequence[dict],
                 mode: str,
                 before_root: Optional[str] = None,
-                skip: Sequence[str] = ()) -> List[Case]:
-    """One case per model of every table.
+                skip: Sequence[str] = (),
+                allocators: Sequence[str] = ('default', )) -> List[Case]:
+    """One case per model of every table (and allocator setting).
 
     Args:
         tables (Sequence[dict]): :func:`model_tables`'s.
@@ -300,40 +302,51 @@ def model_cases(tables: Sequence[dict],
         before_root (str, optional): The checkout ``*-before`` models
             import soft_mm from.
         skip (Sequence[str]): ``MODEL@HxW[@pass]`` not to run.
+        allocators (Sequence[str]): Keys of
+            :data:`~soft_mm.benchmark.allocators.ALLOCATORS`: each model is
+            measured under each, named ``MODEL+SETTING`` (``MODEL`` for
+            ``'default'``).
     """
     cases = []
     for table in tables:
-        h, w = table['size']
         for name in table['models']:
-            before = name.endswith('-before')
-            why = static_skip(name, mode)
-            if before and not before_root:
-                why = 'no --before-root given'
-            if {f'{name}@{h}x{w}', f'{name}@{h}x{w}@{table["pass_"]}'} & set(
-                    skip):
-                why = '--skip'
-            source = ''
-            if before_root and name.startswith('soft-tiny'):
-                source = ('soft_mm of --before-root' if before else
-                          'soft_mm of this tree')
-            if table.get('task'):
-                why = why or dense_skip(table['task'])
-                subject = dense_subject(name, table['task'])
-            else:
-                subject = model_subject(
-                    name[:-len('-before')] if before else name, mode,
-                    table['size'])
-            settings = {'pass': table['pass_'], 'height': h, 'width': w,
-                        'batch': table['batch'],
-                        'precision': table['precision'],
-                        'compile': table['compile_']}
-            if table.get('task'):
-                settings = {'task': table['task'], **settings}
-            cases.append(Case(
-                table['table'], name, subject, settings,
-                root=before_root if before else CURRENT_ROOT, skip=why,
-                note=source))
+            for allocator in allocators:
+                case = _model_case(table, name, mode, before_root, skip)
+                if allocator != 'default':
+                    case.name = f'{name}+{allocator}'
+                    case.env = allocator_env(allocator)
+                cases.append(case)
     return cases
+
+
+def _model_case(table: dict, name: str, mode: str,
+                before_root: Optional[str], skip: Sequence[str]) -> Case:
+    """The case of model ``name`` in ``table`` (see :func:`model_cases`)."""
+    h, w = table['size']
+    before = name.endswith('-before')
+    why = static_skip(name, mode)
+    if before and not before_root:
+        why = 'no --before-root given'
+    if {f'{name}@{h}x{w}', f'{name}@{h}x{w}@{table["pass_"]}'} & set(skip):
+        why = '--skip'
+    source = ''
+    if before_root and name.startswith('soft-tiny'):
+        source = ('soft_mm of --before-root' if before else
+                  'soft_mm of this tree')
+    if table.get('task'):
+        why = why or dense_skip(table['task'])
+        subject = dense_subject(name, table['task'])
+    else:
+        subject = model_subject(name[:-len('-before')] if before else name,
+                                mode, table['size'])
+    settings = {'pass': table['pass_'], 'height': h, 'width': w,
+                'batch': table['batch'], 'precision': table['precision'],
+                'compile': table['compile_']}
+    if table.get('task'):
+        settings = {'task': table['task'], **settings}
+    return Case(table['table'], name, subject, settings,
+                root=before_root if before else CURRENT_ROOT, skip=why,
+                note=source)
 
 
 def attention_cases(sizes: Sequence[int], stages: Sequence[int],

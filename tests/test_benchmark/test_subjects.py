@@ -4,6 +4,7 @@ import importlib.util
 
 import pytest
 
+from soft_mm.benchmark.allocators import ALLOCATORS
 from soft_mm.benchmark.subjects import (DEFAULT_TABLES, attention_cases,
                                         model_cases, model_subject,
                                         model_tables, newton_cases,
@@ -84,3 +85,16 @@ def test_model_tables_and_cases():
     assert cases[1].root == '/old' and cases[1].note == ('soft_mm of '
                                                          '--before-root')
     assert model_tables(['swin-t']) == []  # not in the default tables
+
+
+def test_cases_per_allocator_setting():
+    tables = model_tables(['toy'], [(32, 32)], [1], ['infer'])
+    cases = model_cases(tables, 'cls', skip=['toy@32x32'],
+                        allocators=['default', 'glibc-keep'])
+    assert [(c.name, c.skip) for c in cases] == [
+        ('toy', '--skip'), ('toy+glibc-keep', '--skip')]
+    assert cases[0].env == {}
+    assert cases[1].env == ALLOCATORS['glibc-keep']
+    assert cases[1].env is not ALLOCATORS['glibc-keep']  # a copy
+    with pytest.raises(ValueError, match='unknown allocator setting'):
+        model_cases(tables, 'cls', allocators=['tcmalloc'])

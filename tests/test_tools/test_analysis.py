@@ -120,6 +120,29 @@ def test_benchmark_warns_loudly_when_busy(tmp_path, capsys):
     assert row['busy'] == 'yes' and row['load1_start'] == '9.0'
 
 
+def test_benchmark_allocators_reach_the_measurement(tmp_path, capsys):
+    """Each allocator setting is its own row, measured in a process that
+    has its variables (as the process itself reports them)."""
+    tool = load_tool('benchmark')
+    code = tool.main([
+        '--models', 'toy', '--sizes', '32', '--passes', 'infer', '--rounds',
+        '1', '--iters', '1', '--warmup', '0', '--allocators', 'glibc-keep',
+        'thp', '--out-dir', str(tmp_path)
+    ], **QUIET)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    keep, thp = _bench_rows(tmp_path / 'benchmark_cls.csv')
+    assert (keep['model'], thp['model']) == ('toy+glibc-keep', 'toy+thp')
+    assert keep['status'] == thp['status'] == 'ok'
+    assert 'MALLOC_MMAP_THRESHOLD_=1000000000000' in keep['note']
+    assert 'MALLOC_TRIM_THRESHOLD_=' in keep['note']
+    assert 'THP_MEM_ALLOC_ENABLE' not in keep['note']
+    assert thp['note'] == 'THP_MEM_ALLOC_ENABLE=1'
+    # The first setting is the baseline when 'default' is not measured.
+    table = (tmp_path / 'benchmark_cls.md').read_text()
+    assert '| toy+glibc-keep |' in table
+
+
 def test_benchmark_before_root_imports_that_checkout(tmp_path, capsys):
     """*-before models import soft_mm from --before-root in their own
     process (here the current tree itself, so that nothing is built)."""
@@ -186,6 +209,9 @@ def test_benchmark_default_tables_and_pvt_without_timm(tmp_path):
     (['--sizes', '0x4'], 'use N or HxW'),
     (['--busy-load', '-1'], '--busy-load'),
     (['--device', 'potato'], 'not a device'),
+    (['--allocators', 'jemalloc'], 'invalid choice'),
+    (['--allocators', 'thp', 'thp'], 'a setting given twice'),
+    (['--sweep', '--allocators', 'default', 'thp'], 'compare allocators'),
 ])
 def test_benchmark_bad_arguments(argv, message, capsys):
     tool = load_tool('benchmark')

@@ -28,6 +28,12 @@ Examples::
     python tools/analysis_tools/benchmark.py --mode backbone \\
         --sizes 512x512 800x1333 --passes train
 
+    # The allocator: SOFT-tiny grid-7 training at 1024^2 and 2048^2 as a
+    # user gets it, with glibc keeping freed memory, with huge pages:
+    python tools/analysis_tools/benchmark.py --models soft-tiny-grid7 \\
+        --sizes 1024 2048 --passes train \\
+        --allocators default glibc-keep thp
+
     # The resolution sweep: 224^2 .. 2048^2 and 1024x2048, train and
     # inference, SOFT-tiny (official, grid-7), PVT-v2-b1, DeiT-tiny, Swin-T;
     # points predicted to exceed the machine are skipped with the
@@ -57,6 +63,7 @@ import sys
 import torch
 
 from soft_mm.benchmark import CURRENT_ROOT, run_benchmark
+from soft_mm.benchmark.allocators import ALLOCATORS
 from soft_mm.benchmark.machine import (cpu_busy_seconds, meminfo_MiB,
                                        read_loadavg)
 from soft_mm.benchmark.report import (markdown_header, model_markdown,
@@ -147,6 +154,13 @@ def parse_args(argv=None):
                         help='MODEL@HxW[@pass] configurations not to run '
                         '(recorded as skipped), e.g. deit-tiny@1024x1024')
     parser.add_argument(
+        '--allocators', nargs='+', choices=list(ALLOCATORS),
+        default=['default'],
+        help='measure every model under each CPU allocator setting (named '
+        'MODEL+SETTING; "default" is the allocator as a user gets it, '
+        '"glibc-keep" keeps freed memory for reuse, "thp" asks for '
+        'transparent huge pages; see soft_mm/benchmark/allocators.py)')
+    parser.add_argument(
         '--sweep', action='store_true',
         help='the resolution sweep: --sizes default to 224..2048 and '
         '1024x2048, --models to SOFT-tiny (official, grid-7), PVT-v2-b1, '
@@ -196,7 +210,13 @@ def check_args(parser, args):
     elif args.models and set(args.models) & set(BEFORE_MODELS):
         parser.error(f'{", ".join(set(args.models) & set(BEFORE_MODELS))} '
                      'need --before-root PATH (an older soft_mm checkout)')
+    if len(set(args.allocators)) != len(args.allocators):
+        parser.error(f'--allocators: a setting given twice: '
+                     f'{" ".join(args.allocators)}')
     if args.sweep:
+        if args.allocators != ['default']:
+            parser.error('--sweep measures the default allocator; compare '
+                         'allocators with --sizes')
         if args.mode != 'cls':
             parser.error('--sweep measures classifiers (--mode cls)')
         if not args.max_step_s > 0:
@@ -261,9 +281,13 @@ def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
                if sys.argv and sys.argv[0].endswith('benchmark.py') else '')
     baselines = {t['table']: args.baseline if args.baseline in t['models']
                  else t['models'][0] for t in args.tables}
+    if 'default' not in args.allocators:  # named MODEL+SETTING only
+        baselines = {k: f'{v}+{args.allocators[0]}'
+                     for k, v in baselines.items()}
     kind = 'sweep' if args.sweep else args.mode
     stem = osp.join(args.out_dir, f'benchmark_{kind}')
-    cases = model_cases(args.tables, args.mode, args.before_root, args.skip)
+    cases = model_cases(args.tables, args.mode, args.before_root, args.skip,
+                        args.allocators)
     gate = sweep_gate(args) if args.sweep else None
     rows, summary, header = run_benchmark(
         cases, rounds=args.rounds, iters=args.iters,
