@@ -9,10 +9,15 @@ start (the file, or the backbone's random initialisation).
 - In CI: SOFT-tiny pre-trained on digits 0-4, then fine-tuned with a *new
   head* on 10 images per digit, beats random initialisation on the held-out
   0-4 images by a wide margin, and starts from every tensor of the file.
-- Opt-in (``SOFT_MM_TRANSFER=1``), a measurement, not a CI claim: new digits
-  5-9 after pre-training on 0-4 in four turns. The gain there is small and
-  not robust per seed; numbers in docs/finetune.md ("Measured: pre-trained
-  vs random").
+- In CI: the layouts ``digits_to_folders.py`` writes for richer
+  pre-training tasks (``--rotations``, ``--flips``).
+- Opt-in (``SOFT_MM_TRANSFER=0,1,2,3,4,5``, the seeds), a measurement, not
+  a CI claim: new digits 5-9 after pre-training on 0-4 in the eight
+  symmetries of the square (40 classes), at two fine-tuning budgets. The
+  gain there is not robust: with this pre-training it wins on every seed
+  at 5 images per digit, but pre-trainings that differ only in their seed
+  lose on some seeds, or on average; numbers in docs/finetune.md
+  ("Measured: pre-trained vs random").
 """
 import os
 import time
@@ -114,9 +119,30 @@ def checkpoint(digits):
     return digits / 'pretrain' / 'epoch_10.pth'
 
 
+@pytest.fixture(scope='module')
+def symmetries_checkpoint(digits):
+    """SOFT-tiny pre-trained on digits 0-4 turned and mirrored: the eight
+    symmetries of the square, each its own class (40 classes, 40 images
+    per class, 5 epochs, ~90 s on a core); and 5-9 to fine-tune on, 5 and
+    10 images per digit."""
+    assert FOLDERS.main([str(digits / 'sym04'), '--classes', '0', '1', '2',
+                         '3', '4', '--train-per-class', '40', '--rotations',
+                         '--flips']) == 0
+    for name, per_class in (('digits59_5', '5'), ('digits59_10', '10')):
+        assert FOLDERS.main([str(digits / name), '--classes', '5', '6', '7',
+                             '8', '9', '--train-per-class', per_class]) == 0
+    acc, _ = train(digits / 'pretrain_sym', digits / 'sym04', 40, None,
+                   epochs=5, seed=0, save=True)
+    # 77.2 % measured (chance: 2.5 %; a 0 or an 8 turned by 180 degrees is
+    # itself, a mirrored 1 too).
+    assert acc > 60, f'the pre-training did not learn ({acc:.1f} %)'
+    return digits / 'pretrain_sym' / 'epoch_5.pth'
+
+
 def compare(tmp_path, data_root, checkpoint, epochs, seeds):
     """Fine-tune from ``checkpoint`` and from random initialisation, seed by
     seed; returns the two lists of held-out top-1 (%)."""
+    tmp_path.mkdir(exist_ok=True)
     source = torch.load(checkpoint, weights_only=True)['state_dict']
     key = 'backbone.stages.2.1.attn.v.weight'
     pre, scratch = [], []
@@ -149,6 +175,24 @@ def test_rotations_are_classes(tmp_path):
     assert len(list((tmp_path / 'val' / '1_r180').glob('*.png'))) > 10
 
 
+def test_flips_are_classes(tmp_path):
+    assert FOLDERS.main([str(tmp_path), '--classes', '2', '--rotations',
+                         '--flips', '--train-per-class', '1']) == 0
+    names = sorted(p.name for p in (tmp_path / 'train').iterdir())
+    assert names == [f'2_r{a:03d}{m}' for a in (0, 90, 180, 270)
+                     for m in ('', '_m')]
+    import cv2
+    upright, mirrored, turned = (cv2.imread(str(next(
+        (tmp_path / 'train' / name).glob('*.png'))), cv2.IMREAD_GRAYSCALE)
+        for name in ('2_r000', '2_r000_m', '2_r090_m'))
+    assert (mirrored == upright[:, ::-1]).all()
+    assert (turned == mirrored[:, ::-1].T).all()  # mirrored, then turned
+    assert FOLDERS.main([str(tmp_path / 'flips'), '--classes', '2',
+                         '--flips', '--train-per-class', '1']) == 0
+    assert sorted(p.name for p in (tmp_path / 'flips' / 'train').iterdir()
+                  ) == ['2', '2_m']
+
+
 def test_pretrained_weights_carry_over(checkpoint, digits, tmp_path):
     """A new head, 10 images per digit, 5 epochs (10 steps): the pre-trained
     backbone is what makes the held-out digits right."""
@@ -163,21 +207,24 @@ def test_pretrained_weights_carry_over(checkpoint, digits, tmp_path):
 
 
 @pytest.mark.skipif(not os.environ.get('SOFT_MM_TRANSFER'),
-                    reason='a measurement (~3 min): SOFT_MM_TRANSFER=1')
-def test_new_digits_measurement(tmp_path):
-    """Pre-train on 0-4 in four turns (20 classes), fine-tune on 10 images
-    of each new digit 5-9 (10 epochs); prints both accuracies per seed."""
-    seeds = [int(s) for s in os.environ['SOFT_MM_TRANSFER'].split(',')] \
-        if ',' in os.environ['SOFT_MM_TRANSFER'] else SEEDS
-    assert FOLDERS.main([str(tmp_path / 'rot'), '--classes', '0', '1', '2',
-                         '3', '4', '--train-per-class', '40',
-                         '--rotations']) == 0
-    assert FOLDERS.main([str(tmp_path / 'digits59'), '--classes', '5', '6',
-                         '7', '8', '9', '--train-per-class', '10']) == 0
-    train(tmp_path / 'pretrain', tmp_path / 'rot', 20, None, epochs=10,
-          seed=0, save=True)
-    pre, scratch = compare(tmp_path, tmp_path / 'digits59',
-                           tmp_path / 'pretrain' / 'epoch_10.pth',
-                           epochs=10, seeds=seeds)
-    print(f'new digits 5-9: pre-trained {pre}, random init {scratch}')
-    assert sum(pre) >= sum(scratch)
+                    reason='a measurement (~5 min for six seeds): '
+                    'SOFT_MM_TRANSFER=0,1,2,3,4,5')
+def test_new_digits_measurement(symmetries_checkpoint, digits, tmp_path):
+    """New digits 5-9 from the symmetries pre-training (0-4 only), at two
+    budgets: 5 images per digit for 20 epochs, 10 images per digit for 10
+    epochs (20 steps each); prints both accuracies per seed. No per-seed
+    claim (docs/finetune.md); at 10 per digit the mean is asserted."""
+    value = os.environ['SOFT_MM_TRANSFER']
+    seeds = [int(s) for s in value.split(',')] if ',' in value else SEEDS
+    for per_digit, epochs in ((5, 20), (10, 10)):
+        started = time.time()
+        pre, scratch = compare(tmp_path / f'ft{per_digit}',
+                               digits / f'digits59_{per_digit}',
+                               symmetries_checkpoint, epochs, seeds)
+        gaps = [round(a - b, 1) for a, b in zip(pre, scratch)]
+        print(f'new digits 5-9, {per_digit} per digit, {epochs} epochs: '
+              f'pre-trained {pre}, random init {scratch}, gaps {gaps} '
+              f'({time.time() - started:.0f} s)')
+    # What held for every pre-training tried (mean gap +2.5 to +5.1 points
+    # over seeds 0-5 at 10 per digit): better on average, not per seed.
+    assert sum(pre) > sum(scratch), (pre, scratch)

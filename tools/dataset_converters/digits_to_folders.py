@@ -22,8 +22,14 @@ the five classes and do not carry over to new digits, docs/finetune.md)::
 
     python tools/dataset_converters/digits_to_folders.py data/digits04rot \\
         --classes 0 1 2 3 4 --train-per-class 40 --rotations
+
+``--flips`` also writes every image mirrored (left-right) before it is
+turned, its own class ``<digit>_m`` (``<digit>_r<angle>_m`` with
+``--rotations``: the eight symmetries of the square, 40 classes for five
+digits).
 """
 import argparse
+import itertools
 import os
 import os.path as osp
 import sys
@@ -50,6 +56,10 @@ def parse_args(argv=None):
                         help='also write each image turned by 90, 180 and '
                         '270 degrees, each turn its own class '
                         '<digit>_r<angle> (a richer pre-training task)')
+    parser.add_argument('--flips', action='store_true',
+                        help='also write each image mirrored left-right '
+                        '(before any turn), its own class <digit>_m or '
+                        '<digit>_r<angle>_m')
     args = parser.parse_args(argv)
     if args.train_per_class is not None and args.train_per_class < 1:
         parser.error('--train-per-class must be >= 1')
@@ -59,9 +69,10 @@ def parse_args(argv=None):
 
 
 def write_split(split: str, out: str, classes, size: int,
-                per_class=None, rotations: bool = False) -> int:
-    """Write one split; returns the number of images written (each turn of
-    an image counted once)."""
+                per_class=None, rotations: bool = False,
+                flips: bool = False) -> int:
+    """Write one split; returns the number of images written (each turn or
+    mirror of an image counted once)."""
     written = {c: 0 for c in classes}
     dataset = Digits(split=split)
     for i in range(len(dataset)):
@@ -72,13 +83,17 @@ def write_split(split: str, out: str, classes, size: int,
             continue
         img = cv2.resize(info['img'], (size, size),
                          interpolation=cv2.INTER_LINEAR)
-        for turns in range(4 if rotations else 1):
-            name = f'{label}_r{90 * turns:03d}' if rotations else str(label)
+        for turns, mirrored in itertools.product(
+                range(4 if rotations else 1), (False, True) if flips
+                else (False, )):
+            name = str(label) + (f'_r{90 * turns:03d}' if rotations else '')
+            name += '_m' if mirrored else ''
             folder = osp.join(out, 'val' if split == 'test' else 'train',
                               name)
             os.makedirs(folder, exist_ok=True)
             path = osp.join(folder, f'{info["digit_idx"]:04d}.png')
-            turned = np.ascontiguousarray(np.rot90(img, turns))
+            turned = np.ascontiguousarray(
+                np.rot90(img[:, ::-1] if mirrored else img, turns))
             if not cv2.imwrite(path, turned):
                 raise OSError(f'could not write {path}')
         written[label] += 1
@@ -88,11 +103,13 @@ def write_split(split: str, out: str, classes, size: int,
 def main(argv=None) -> int:
     args = parse_args(argv)
     n_train = write_split('train', args.out, args.classes, args.size,
-                          args.train_per_class, args.rotations)
+                          args.train_per_class, args.rotations, args.flips)
     n_val = write_split('test', args.out, args.classes, args.size,
-                        rotations=args.rotations)
-    turns = ', each in 4 turns,' if args.rotations else ''
-    folder = '<digit>_r<angle>' if args.rotations else '<digit>'
+                        rotations=args.rotations, flips=args.flips)
+    copies = (4 if args.rotations else 1) * (2 if args.flips else 1)
+    turns = f', each in {copies} copies,' if copies > 1 else ''
+    folder = '<digit>' + ('_r<angle>' if args.rotations else '') + (
+        '[_m]' if args.flips else '')
     print(f'wrote {n_train} training and {n_val} validation images{turns} '
           f'of digits {args.classes} to {args.out}/{{train,val}}/{folder}/')
     return 0
