@@ -211,7 +211,7 @@ def check_args(parser, args):
         parser.error(f'{", ".join(set(args.models) & set(BEFORE_MODELS))} '
                      'need --before-root PATH (an older soft_mm checkout)')
     if len(set(args.allocators)) != len(args.allocators):
-        parser.error(f'--allocators: a setting given twice: '
+        parser.error('--allocators: a setting given twice: '
                      f'{" ".join(args.allocators)}')
     if args.sweep:
         if args.allocators != ['default']:
