@@ -7,7 +7,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from soft_mm.archs import ARCH_DEFAULTS, ARCH_ZOO
-from .allocators import allocator_env
+from .allocators import allocator_env, allocator_unavailable
 from .protocol import CURRENT_ROOT, Case
 
 #: Default models of the classifier comparison and of the backbone mode.
@@ -315,6 +315,7 @@ def model_cases(tables: Sequence[dict],
                 if allocator != 'default':
                     case.name = f'{name}+{allocator}'
                     case.env = allocator_env(allocator)
+                    case.skip = case.skip or allocator_unavailable(allocator)
                 cases.append(case)
     return cases
 

@@ -4,6 +4,7 @@ import importlib.util
 
 import pytest
 
+from soft_mm.benchmark import allocators
 from soft_mm.benchmark.allocators import ALLOCATORS
 from soft_mm.benchmark.subjects import (DEFAULT_TABLES, attention_cases,
                                         model_cases, model_subject,
@@ -97,4 +98,19 @@ def test_cases_per_allocator_setting():
     assert cases[1].env == ALLOCATORS['glibc-keep']
     assert cases[1].env is not ALLOCATORS['glibc-keep']  # a copy
     with pytest.raises(ValueError, match='unknown allocator setting'):
-        model_cases(tables, 'cls', allocators=['tcmalloc'])
+        model_cases(tables, 'cls', allocators=['mimalloc'])
+
+
+def test_a_preloaded_allocator_that_is_missing_is_skipped(monkeypatch):
+    tables = model_tables(['toy'], [(32, 32)], [1], ['infer'])
+    monkeypatch.setattr(allocators.ctypes.util, 'find_library',
+                        lambda name: None)
+    case, = model_cases(tables, 'cls', allocators=['jemalloc'])
+    assert case.name == 'toy+jemalloc' and case.env == {}
+    assert case.skip == ('libjemalloc.so not found (Debian / Ubuntu: apt '
+                         'install libjemalloc2)')
+    monkeypatch.setattr(allocators.ctypes.util, 'find_library',
+                        lambda name: f'lib{name}.so.4')
+    case, = model_cases(tables, 'cls', allocators=['tcmalloc'])
+    assert case.skip is None
+    assert case.env == {'LD_PRELOAD': 'libtcmalloc.so.4'}

@@ -2,6 +2,7 @@
 """The analysis tools: get_flops.py (SOFT's op counted explicitly), and the
 command lines of the benchmarks (their protocol: ``tests/test_benchmark``)."""
 import csv
+import ctypes.util
 import importlib.util
 import json
 import os
@@ -127,17 +128,25 @@ def test_benchmark_allocators_reach_the_measurement(tmp_path, capsys):
     code = tool.main([
         '--models', 'toy', '--sizes', '32', '--passes', 'infer', '--rounds',
         '1', '--iters', '1', '--warmup', '0', '--allocators', 'glibc-keep',
-        'thp', '--out-dir', str(tmp_path)
+        'thp', 'jemalloc', '--out-dir', str(tmp_path)
     ], **QUIET)
     out = capsys.readouterr().out
     assert code == 0, out
-    keep, thp = _bench_rows(tmp_path / 'benchmark_cls.csv')
+    keep, thp, jemalloc = _bench_rows(tmp_path / 'benchmark_cls.csv')
     assert (keep['model'], thp['model']) == ('toy+glibc-keep', 'toy+thp')
     assert keep['status'] == thp['status'] == 'ok'
     assert 'MALLOC_MMAP_THRESHOLD_=1000000000000' in keep['note']
     assert 'MALLOC_TRIM_THRESHOLD_=' in keep['note']
     assert 'THP_MEM_ALLOC_ENABLE' not in keep['note']
     assert thp['note'] == 'THP_MEM_ALLOC_ENABLE=1'
+    # Preloaded where it is installed, else skipped with the reason.
+    library = ctypes.util.find_library('jemalloc')
+    if library:
+        assert jemalloc['status'] == 'ok'
+        assert jemalloc['note'] == f'LD_PRELOAD={library}'
+    else:
+        assert jemalloc['status'] == 'skipped'
+        assert 'apt install libjemalloc2' in jemalloc['note']
     # The first setting is the baseline when 'default' is not measured.
     table = (tmp_path / 'benchmark_cls.md').read_text()
     assert '| toy+glibc-keep |' in table

@@ -29,10 +29,11 @@ Examples::
         --sizes 512x512 800x1333 --passes train
 
     # The allocator: SOFT-tiny grid-7 training at 1024^2 and 2048^2 as a
-    # user gets it, with glibc keeping freed memory, with huge pages:
+    # user gets it, with glibc keeping freed memory, with huge pages, with
+    # jemalloc and tcmalloc preloaded:
     python tools/analysis_tools/benchmark.py --models soft-tiny-grid7 \\
         --sizes 1024 2048 --passes train \\
-        --allocators default glibc-keep thp
+        --allocators default glibc-keep thp jemalloc tcmalloc
 
     # The resolution sweep: 224^2 .. 2048^2 and 1024x2048, train and
     # inference, SOFT-tiny (official, grid-7), PVT-v2-b1, DeiT-tiny, Swin-T;
@@ -159,7 +160,9 @@ def parse_args(argv=None):
         help='measure every model under each CPU allocator setting (named '
         'MODEL+SETTING; "default" is the allocator as a user gets it, '
         '"glibc-keep" keeps freed memory for reuse, "thp" asks for '
-        'transparent huge pages; see soft_mm/benchmark/allocators.py)')
+        'transparent huge pages, "jemalloc" / "tcmalloc" preload that '
+        'allocator (skipped where it is not installed); see '
+        'soft_mm/benchmark/allocators.py)')
     parser.add_argument(
         '--sweep', action='store_true',
         help='the resolution sweep: --sizes default to 224..2048 and '
