@@ -218,7 +218,7 @@ def test_benchmark_default_tables_and_pvt_without_timm(tmp_path):
     (['--sizes', '0x4'], 'use N or HxW'),
     (['--busy-load', '-1'], '--busy-load'),
     (['--device', 'potato'], 'not a device'),
-    (['--allocators', 'jemalloc'], 'invalid choice'),
+    (['--allocators', 'mimalloc'], 'invalid choice'),
     (['--allocators', 'thp', 'thp'], 'a setting given twice'),
     (['--sweep', '--allocators', 'default', 'thp'], 'compare allocators'),
 ])
