@@ -10,7 +10,7 @@ environment variables read when a process starts, so they are given to the
 measurement's fresh process (``Case.env``) and recorded in its row.
 """
 import ctypes.util
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 # 10^12 bytes: above any block a step allocates, so glibc keeps all of them
 # in its heap and reuses them (and never trims the heap back).
@@ -48,44 +48,29 @@ _PACKAGES = {'jemalloc': 'libjemalloc2', 'tcmalloc': 'libgoogle-perftools4'}
 ALLOCATOR_VARS = tuple(sorted({k for v in ALLOCATORS.values() for k in v}))
 
 
-def _check_name(name: str) -> None:
+def allocator_env(name: str) -> Tuple[Dict[str, str], Optional[str]]:
+    """The environment of allocator setting ``name`` (a preloaded library
+    by the file name the dynamic loader finds it under), and why it cannot
+    run here.
+
+    Args:
+        name (str): A key of :data:`ALLOCATORS`.
+
+    Returns:
+        tuple[dict, str | None]: Variables to add to a measurement's
+        environment (empty for a preloaded library that is not installed),
+        and None or the reason it cannot run (that library missing, with
+        the package to install).
+    """
     if name not in ALLOCATORS:
         raise ValueError(f'unknown allocator setting {name!r}, choose from '
                          f'{tuple(ALLOCATORS)}')
-
-
-def allocator_unavailable(name: str) -> Optional[str]:
-    """Why allocator setting ``name`` cannot run here (a preloaded library
-    that is not installed), or None.
-
-    Args:
-        name (str): A key of :data:`ALLOCATORS`.
-
-    Returns:
-        str | None: The reason.
-    """
-    _check_name(name)
-    library = ALLOCATORS[name].get('LD_PRELOAD')
-    if library is not None and ctypes.util.find_library(library) is None:
-        return (f'lib{library}.so not found (Debian / Ubuntu: apt install '
-                f'{_PACKAGES[library]})')
-    return None
-
-
-def allocator_env(name: str) -> Dict[str, str]:
-    """The environment of allocator setting ``name`` (a preloaded library
-    by the file name the dynamic loader finds it under).
-
-    Args:
-        name (str): A key of :data:`ALLOCATORS`.
-
-    Returns:
-        dict: Variables to add to a measurement's environment; empty for
-        a library that is not installed (see :func:`allocator_unavailable`).
-    """
-    _check_name(name)
     env = dict(ALLOCATORS[name])
-    if 'LD_PRELOAD' in env:
-        library = ctypes.util.find_library(env['LD_PRELOAD'])
-        return {} if library is None else {'LD_PRELOAD': library}
-    return env
+    if 'LD_PRELOAD' not in env:
+        return env, None
+    library = env['LD_PRELOAD']
+    found = ctypes.util.find_library(library)  # an ldconfig subprocess
+    if found is None:
+        return {}, (f'lib{library}.so not found (Debian / Ubuntu: apt '
+                    f'install {_PACKAGES[library]})')
+    return {'LD_PRELOAD': found}, None

@@ -7,7 +7,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from soft_mm.archs import ARCH_DEFAULTS, ARCH_ZOO
-from .allocators import allocator_env, allocator_unavailable
+from .allocators import allocator_env
 from .protocol import CURRENT_ROOT, Case
 
 #: Default models of the classifier comparison and of the backbone mode.
@@ -35,9 +35,13 @@ DENSE_TASKS = {
 #: Images per step of a dense task: UPerNet's pooling module normalises
 #: 1x1 maps, which batch norm cannot train on a batch of one.
 DENSE_BATCH = {'retinanet': 1, 'mask-rcnn': 1, 'upernet': 2}
-#: The default dense tables: (task, size).
+#: The default dense tables: (task, size). UPerNet at the ADE20K crop, the
+#: Cityscapes training crop and the whole Cityscapes image: the two smaller
+#: sizes give the curve that predicts the largest (skipped with its
+#: prediction where that exceeds the machine).
 DENSE_TABLES = (('retinanet', (800, 1333)), ('mask-rcnn', (800, 1333)),
-                ('upernet', (512, 512)), ('upernet', (1024, 2048)))
+                ('upernet', (512, 512)), ('upernet', (512, 1024)),
+                ('upernet', (1024, 2048)))
 #: Backbones of the dense comparison: the dense configs' own SOFT-Norm-tiny
 #: (``landmark_grid=7``) and the libraries' own PVTv2-b1, Swin-T and
 #: ResNet-50 with their usual settings (ResNet: first stage frozen in
@@ -261,7 +265,9 @@ def dense_tables(models: Optional[Sequence[str]] = None,
                  sizes: Optional[Sequence[Tuple[int, int]]] = None,
                  passes: Sequence[str] = ('train', 'infer')) -> List[dict]:
     """The tables of ``--mode dense``: :data:`DENSE_TABLES` (reduced to
-    ``tasks``) without ``sizes``, else every task x size; every pass.
+    ``tasks``) without ``sizes``, else every task x size; every pass. A
+    task's sizes run from fewest to most pixels (the larger are predicted
+    from the smaller).
 
     Returns:
         list[dict]: :func:`model_tables`'s keys and ``task``.
@@ -271,6 +277,9 @@ def dense_tables(models: Optional[Sequence[str]] = None,
         base = [(t, s) for t, s in DENSE_TABLES if tasks is None or t in tasks]
     else:
         base = [(t, s) for t in (tasks or DENSE_TASKS) for s in sizes]
+    order = list(dict.fromkeys(t for t, _ in base))
+    base = sorted(set(base), key=lambda ts: (order.index(ts[0]), ts[1][0] *
+                                             ts[1][1], ts[1]))
     tables = [dict(task=t, pass_=p, size=s, batch=DENSE_BATCH[t],
                    precision='fp32', compile_='off', models=names)
               for t, s in base for p in passes]
@@ -307,6 +316,9 @@ def model_cases(tables: Sequence[dict],
             measured under each, named ``MODEL+SETTING`` (``MODEL`` for
             ``'default'``).
     """
+    # Looked up once per setting: a preloaded library is found by an
+    # ldconfig subprocess.
+    envs = {a: allocator_env(a) for a in allocators if a != 'default'}
     cases = []
     for table in tables:
         for name in table['models']:
@@ -314,8 +326,8 @@ def model_cases(tables: Sequence[dict],
                 case = _model_case(table, name, mode, before_root, skip)
                 if allocator != 'default':
                     case.name = f'{name}+{allocator}'
-                    case.env = allocator_env(allocator)
-                    case.skip = case.skip or allocator_unavailable(allocator)
+                    env, missing = envs[allocator]
+                    case.env, case.skip = dict(env), case.skip or missing
                 cases.append(case)
     return cases
 

@@ -71,8 +71,10 @@ def predict_point(measured: Sequence[dict], n: int) -> Optional[dict]:
 
     Returns:
         dict | None: ``time_ms``, ``peak_MiB``, ``k_time``, ``k_mem`` and
-        ``base_MiB`` (the fixed cost memory grows above), or None with
-        fewer than two measured points below ``n``.
+        ``base_MiB`` (the fixed cost memory grows above: 0.9 x the smallest
+        peak below the two fitted points; 0 when there is none, the total
+        then following the power law), or None with fewer than two measured
+        points below ``n``.
     """
     below = sorted((p for p in measured if p['tokens'] < n),
                    key=lambda p: p['tokens'])
@@ -80,7 +82,11 @@ def predict_point(measured: Sequence[dict], n: int) -> Optional[dict]:
         return None
     last = below[-2:]
     k_time, c_time = fit_power([(p['tokens'], p['time_ms']) for p in last])
-    base = 0.9 * min(p['peak_MiB'] for p in below)
+    # The fixed cost comes from a point below the two fitted ones: taken
+    # from the smaller of those two, it would leave that point almost no
+    # growth, and the growth between the two would look steeply
+    # super-linear (a doubling read as 9x).
+    base = 0.9 * min((p['peak_MiB'] for p in below[:-2]), default=0.0)
     growth = [(p['tokens'], max(p['peak_MiB'] - base, 1.0)) for p in last]
     k_mem, c_mem = fit_power(growth)
     # Never predict less than the largest measured point: costs do not
@@ -126,9 +132,10 @@ class SweepGate:
 
     Called as ``gate(case, rows)`` with the rows measured so far; returns
     None (run it) or ``(why, fields)``, the fields being
-    :data:`PREDICTION_FIELDS`. A point above a smaller one of the same
-    model and pass that failed (error, timeout: out of memory, most
-    likely) is not run either.
+    :data:`PREDICTION_FIELDS`. A case is predicted from the rows of its
+    own series: the same model in the same settings (pass, task, batch,
+    ...) at other sizes. A point above a smaller one of its series that
+    failed (error, timeout: out of memory, most likely) is not run either.
     """
 
     def __init__(self, max_step_s: float, max_mem_MiB: float,
@@ -136,13 +143,19 @@ class SweepGate:
         self.max_step_s, self.max_mem_MiB = max_step_s, max_mem_MiB
         self.name_field = name_field
 
+    def series(self, case, rows: Sequence[dict]) -> List[dict]:
+        """The rows of ``case``'s model in its settings but the size."""
+        same = {k: v for k, v in case.settings.items()
+                if k not in ('height', 'width')}
+        return [r for r in rows if r[self.name_field] == case.name
+                and all(r.get(k) == v for k, v in same.items())]
+
     def __call__(self, case, rows: Sequence[dict]):
         s = case.settings
         n = tokens(s['height'], s['width'])
+        rows = self.series(case, rows)
         for row in rows:
-            if (row[self.name_field] == case.name
-                    and row.get('pass') == s['pass']
-                    and row['status'] in ('error', 'timeout', 'oom')
+            if (row['status'] in ('error', 'timeout', 'oom')
                     and tokens(row['height'], row['width']) < n):
                 return (f"not run: {row['height']}x{row['width']} already "
                         f"ended in {row['status']} ({row.get('note', '')})"

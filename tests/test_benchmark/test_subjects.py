@@ -6,7 +6,8 @@ import pytest
 
 from soft_mm.benchmark import allocators
 from soft_mm.benchmark.allocators import ALLOCATORS
-from soft_mm.benchmark.subjects import (DEFAULT_TABLES, attention_cases,
+from soft_mm.benchmark.subjects import (DEFAULT_TABLES, DENSE_TABLES,
+                                        attention_cases, dense_tables,
                                         model_cases, model_subject,
                                         model_tables, newton_cases,
                                         stage_shape, static_skip, table_title,
@@ -99,6 +100,37 @@ def test_cases_per_allocator_setting():
     assert cases[1].env is not ALLOCATORS['glibc-keep']  # a copy
     with pytest.raises(ValueError, match='unknown allocator setting'):
         model_cases(tables, 'cls', allocators=['mimalloc'])
+
+
+def test_a_preloaded_allocator_is_looked_up_once_per_setting(monkeypatch):
+    tables = model_tables(['toy', 'toy-wide'], [(32, 32), (64, 64)], [1],
+                          ['infer', 'train'])
+    looked_up = []
+    monkeypatch.setattr(allocators.ctypes.util, 'find_library',
+                        lambda name: looked_up.append(name) or f'lib{name}.so')
+    cases = model_cases(tables, 'cls',
+                        allocators=['default', 'tcmalloc', 'jemalloc'])
+    assert len(cases) == 4 * 2 * 3
+    assert sorted(looked_up) == ['jemalloc', 'tcmalloc']
+    preloaded = [c.env for c in cases if c.name.endswith('+tcmalloc')]
+    assert preloaded == [{'LD_PRELOAD': 'libtcmalloc.so'}] * 8
+    assert preloaded[0] is not preloaded[1]  # each case its own
+
+
+def test_dense_tables_run_a_tasks_sizes_small_to_large():
+    tables = dense_tables(['soft-norm-tiny'], ['upernet', 'retinanet'],
+                          [(1024, 2048), (512, 512), (512, 1024)],
+                          ['infer'])
+    assert [(t['task'], t['size']) for t in tables] == [
+        ('upernet', (512, 512)), ('upernet', (512, 1024)),
+        ('upernet', (1024, 2048)), ('retinanet', (512, 512)),
+        ('retinanet', (512, 1024)), ('retinanet', (1024, 2048))]
+    assert [t['table'] for t in tables] == list(range(1, 7))
+    default = dense_tables(passes=['infer'])
+    assert [(t['task'], t['size']) for t in default] == list(DENSE_TABLES)
+    upernet = [s for t, s in DENSE_TABLES if t == 'upernet']
+    assert upernet == sorted(upernet, key=lambda s: s[0] * s[1])
+    assert len(upernet) >= 3  # two to predict the largest from
 
 
 def test_a_preloaded_allocator_that_is_missing_is_skipped(monkeypatch):

@@ -11,8 +11,9 @@ from soft_mm.benchmark.sweep import (SweepGate, exponent_markdown,
 
 
 def row(model, size, time_ms, peak, pass_='train', status='ok', rnd=1):
+    """A measured row as the protocol writes it (settings included)."""
     return {'model': model, 'pass': pass_, 'height': size, 'width': size,
-            'round': rnd, 'status': status, 'time_ms': time_ms,
+            'batch': 1, 'round': rnd, 'status': status, 'time_ms': time_ms,
             'peak_mem_MiB': peak}
 
 
@@ -54,6 +55,20 @@ def test_predict_point_from_the_two_largest_below():
     assert predict_point(points[:1], n) is None
 
 
+def test_predict_point_from_two_points_only():
+    """With nothing below the two fitted points the fixed cost is unknown:
+    the total follows the power law (a fixed cost taken from the smaller
+    of the two read a doubling of memory as tokens^3.2)."""
+    rows = [row('m', 512, 8000.0, 834.0), row('m', 724, 11300.0, 1534.0)]
+    points = measured_points(rows, 'm', 'train')
+    n = 4 * points[-1]['tokens']
+    pred = predict_point(points, n)
+    assert pred['base_MiB'] == 0
+    k = fit_power([(p['tokens'], p['peak_MiB']) for p in points])[0]
+    assert pred['k_mem'] == pytest.approx(k) and 0.8 < k < 1.0
+    assert pred['peak_MiB'] == pytest.approx(1534.0 * 4**k)
+
+
 def test_gate_skips_what_the_curve_puts_over_budget():
     rows = curve('quad', 2.0, 1.0) + curve('lin', 1.0, 1.0)
     gate = SweepGate(max_step_s=60, max_mem_MiB=1e9)
@@ -76,6 +91,27 @@ def test_gate_skips_what_the_curve_puts_over_budget():
     # Too few points below: run it.
     small = dict(settings, height=384, width=384)
     assert gate(Case(1, 'quad', {}, small), rows) is None
+
+
+def test_gate_predicts_from_the_same_settings_only():
+    """Rows of the same model in another task (or batch) are another curve:
+    a detector at 800x1333 says nothing about a segmentor at 1024x2048."""
+    gate = SweepGate(max_step_s=60, max_mem_MiB=1e9)
+    settings = dict(task='upernet', height=2048, width=2048, batch=2)
+    settings['pass'] = 'train'
+    other = [dict(r, task='retinanet', batch=2)
+             for r in curve('m', 2.0, 1.0)]
+    assert gate(Case(1, 'm', {}, settings), other) is None
+    batch1 = [dict(r, task='upernet', batch=1) for r in curve('m', 2.0, 1.0)]
+    assert gate(Case(1, 'm', {}, settings), other + batch1) is None
+    failed = other + [dict(row('m', 1536, '', ''), status='error',
+                           task='retinanet', batch=2)]
+    assert gate(Case(1, 'm', {}, settings), failed) is None
+    own = [dict(r, task='upernet', batch=2) for r in curve('m', 2.0, 1.0)]
+    why, fields = gate(Case(1, 'm', {}, settings), failed + batch1 + own)
+    n = tokens(2048, 2048)
+    assert fields['pred_ms'] == pytest.approx(1e-3 * n**2, rel=1e-3)
+    assert 'tokens^2.00' in why
 
 
 def test_fit_exponents_per_range_and_markdown():

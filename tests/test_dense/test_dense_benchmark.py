@@ -74,6 +74,29 @@ def test_tool_dense_mode_end_to_end(tmp_path, capsys):
     assert 'time vs soft-norm-tiny' in report
 
 
+def test_tool_dense_mode_skips_a_size_predicted_over_budget(
+        tmp_path, capsys):
+    """A task's sizes run small to large; the third is predicted from the
+    two below and, over the (tiny) time budget, skipped with the figure."""
+    tool = load_script('tools/analysis_tools/benchmark.py', register=True)
+    code = tool.main([
+        '--mode', 'dense', '--tasks', 'upernet', '--models',
+        'soft-norm-tiny', '--sizes', '64x96', '32x32', '48x48', '--passes',
+        'infer', '--rounds', '1', '--iters', '1', '--warmup', '0',
+        '--max-step-s', '1e-9', '--out-dir', str(tmp_path)
+    ], loadavg=lambda: (0.0, 0.0, 0.0), cpu_seconds=lambda: 0.0)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    with open(tmp_path / 'benchmark_dense.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['height'], r['width'], r['status']) for r in rows] == [
+        ('32', '32', 'ok'), ('48', '48', 'ok'), ('64', '96', 'skipped')]
+    assert float(rows[2]['pred_ms']) > 0 and float(rows[2]['pred_MiB']) > 0
+    assert 'predicted' in rows[2]['note']
+    report = (tmp_path / 'benchmark_dense.md').read_text()
+    assert '1e-09 s/step budget; not run' in report
+
+
 def test_tool_dense_mode_refuses_classifier_names(capsys):
     tool = load_script('tools/analysis_tools/benchmark.py', register=True)
     with pytest.raises(SystemExit):

@@ -20,8 +20,10 @@ Examples::
         --batch-sizes 32 --precisions fp32 amp --device cuda --rounds 3
 
     # Detectors and segmentors (full mmcv, mmdet, mmseg): RetinaNet and
-    # Mask R-CNN at 800x1333, UPerNet at 512x512 and 1024x2048, with
-    # SOFT-Norm-tiny, PVTv2-b1, Swin-T and ResNet-50 backbones:
+    # Mask R-CNN at 800x1333, UPerNet at 512x512, 512x1024 and 1024x2048,
+    # with SOFT-Norm-tiny, PVTv2-b1, Swin-T and ResNet-50 backbones (a
+    # point predicted from two smaller sizes to exceed the machine is
+    # skipped with its prediction, as in the sweep):
     python tools/analysis_tools/benchmark.py --mode dense --rounds 2
 
     # Backbones at detection / segmentation sizes, forward+backward:
@@ -153,7 +155,9 @@ def parse_args(argv=None):
                         'is recorded as a timeout')
     parser.add_argument('--skip', nargs='+', default=[],
                         help='MODEL@HxW[@pass] configurations not to run '
-                        '(recorded as skipped), e.g. deit-tiny@1024x1024')
+                        '(recorded as skipped), e.g. deit-tiny@1024x1024; '
+                        'with --allocators, MODEL names the model under '
+                        'every setting')
     parser.add_argument(
         '--allocators', nargs='+', choices=list(ALLOCATORS),
         default=['default'],
@@ -172,12 +176,13 @@ def parse_args(argv=None):
         'skipped with its prediction; prints fitted exponents, writes PNG '
         'plots')
     parser.add_argument('--max-step-s', type=float, default=90,
-                        help='--sweep: skip points predicted slower than '
-                        'this per step')
+                        help='--sweep and --mode dense: skip points '
+                        'predicted (from the same model at two smaller '
+                        'sizes) slower than this per step')
     parser.add_argument('--max-mem-gib', type=float, default=None,
-                        help='--sweep: skip points predicted to need more '
-                        'memory (default: 70%% of the memory available at '
-                        'the start)')
+                        help='--sweep and --mode dense: skip points '
+                        'predicted to need more memory (default: 70%% of '
+                        'the memory available at the start)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     args = parser.parse_args(argv)
     check_args(parser, args)
@@ -186,6 +191,10 @@ def parse_args(argv=None):
 
 def check_args(parser, args):
     """Errors for arguments that cannot work, before anything runs."""
+    if not args.max_step_s > 0:
+        parser.error(f'--max-step-s must be > 0, got {args.max_step_s}')
+    if args.max_mem_gib is not None and not args.max_mem_gib > 0:
+        parser.error(f'--max-mem-gib must be > 0, got {args.max_mem_gib}')
     if args.warmup < 0:
         parser.error(f'--warmup must be >= 0, got {args.warmup}')
     if 'on' in args.compile and args.warmup < 1:
@@ -222,10 +231,6 @@ def check_args(parser, args):
                          'allocators with --sizes')
         if args.mode != 'cls':
             parser.error('--sweep measures classifiers (--mode cls)')
-        if not args.max_step_s > 0:
-            parser.error(f'--max-step-s must be > 0, got {args.max_step_s}')
-        if args.max_mem_gib is not None and not args.max_mem_gib > 0:
-            parser.error(f'--max-mem-gib must be > 0, got {args.max_mem_gib}')
         args.sizes = sort_sizes(args.sizes or SWEEP_SIZES)
         args.models = args.models or list(SWEEP_MODELS)
         if args.baseline is None and 'soft-tiny-grid7' in args.models:
@@ -291,14 +296,15 @@ def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
     stem = osp.join(args.out_dir, f'benchmark_{kind}')
     cases = model_cases(args.tables, args.mode, args.before_root, args.skip,
                         args.allocators)
-    gate = sweep_gate(args) if args.sweep else None
+    gated = args.sweep or args.mode == 'dense'
+    gate = sweep_gate(args) if gated else None
     rows, summary, header = run_benchmark(
         cases, rounds=args.rounds, iters=args.iters,
         warmup=args.warmup, threads=args.threads, device=args.device,
         out_stem=stem, baselines=baselines, roots=roots, command=command,
         busy_load=args.busy_load, timeout=args.timeout, loadavg=loadavg,
         cpu_seconds=cpu_seconds, gate=gate,
-        extra_fields=PREDICTION_FIELDS if args.sweep else ())
+        extra_fields=PREDICTION_FIELDS if gated else ())
     titles = {t['table']: table_title(t) for t in args.tables}
     lines = (markdown_header(f'Benchmark ({kind})', header) +
              model_markdown(summary, titles))
@@ -309,12 +315,14 @@ def main(argv=None, loadavg=read_loadavg, cpu_seconds=cpu_busy_seconds) -> int:
 
 
 def sweep_gate(args) -> SweepGate:
-    """The sweep's skip rule, with the memory budget of this machine."""
+    """The sweep's (and the dense mode's) skip rule, with the memory
+    budget of this machine."""
     budget = (args.max_mem_gib * 1024 if args.max_mem_gib is not None else
               0.7 * meminfo_MiB('MemAvailable'))
     if budget != budget:  # no /proc/meminfo: no memory rule
         budget = float('inf')
-    print(f'sweep: points predicted above {args.max_step_s:g} s/step or '
+    print(f'{"sweep" if args.sweep else args.mode}: points predicted '
+          f'above {args.max_step_s:g} s/step or '
           f'{budget / 1024:.1f} GiB are skipped')
     return SweepGate(args.max_step_s, budget)
 
