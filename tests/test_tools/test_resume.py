@@ -8,6 +8,7 @@ iteration, during validation, a second signal, the grace time, SLURM
 requeue, another layout on resume)."""
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from tool_utils import DIGITS_CFG, ROOT, read_scalars
 SIGNAL_HOOK = '''
 import os
 import signal
+import subprocess
 import time
 
 from mmengine.dist import get_rank
@@ -36,7 +38,14 @@ def _signal():
     signum = getattr(signal, os.environ.get('SOFT_MM_TEST_SIGNAL',
                                             'SIGTERM'))
     for _ in range(int(os.environ.get('SOFT_MM_TEST_SIGNAL_TIMES', 1))):
-        os.kill(target, signum)
+        if os.environ.get('SOFT_MM_TEST_SIGNAL_GROUP'):
+            # As SLURM does: every process of the job, loader workers too,
+            # from a process of its own (the workers ignore their parent's
+            # signals only when it is not the parent that sends them).
+            subprocess.run(['kill', '-s', signal.Signals(signum).name[3:],
+                            '--', f'-{os.getpgrp()}'])
+        else:
+            os.kill(target, signum)
     time.sleep(float(os.environ.get('SOFT_MM_TEST_SLOW_ITER', 0)))
 
 
@@ -114,9 +123,10 @@ def run(setup, work_dir, *args, procs=1, port=29600, **env):
     else:
         cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg,
                str(procs)]
+    # Its own process group: a signal to the group stays inside the run.
     return subprocess.run(cmd + ['--work-dir', str(work_dir), *args],
                           env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, start_new_session=True)
 
 
 def load(path):
@@ -200,6 +210,53 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(setup, uninterrupted):
     assert losses(work_dir) == losses(uninterrupted)
     assert_bit_identical(uninterrupted / 'epoch_2.pth',
                          work_dir / 'epoch_2.pth')
+
+
+def test_signal_after_an_epochs_last_batch_resumes_at_the_next_epoch(
+        setup, uninterrupted, tmp_path):
+    """Saved after batch 4 of 4: the resumed run goes on with epoch 2 (it
+    trained epoch 1 a second time before)."""
+    proc = run(setup, tmp_path, signal_at=4)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    meta = load(tmp_path / 'iter_4.pth')['meta']
+    assert (meta['epoch'], meta['preemption']['batch_in_epoch']) == (0, 4)
+    proc = run(setup, tmp_path, '--resume')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [s for s, _ in losses(tmp_path)] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert losses(tmp_path) == losses(uninterrupted)
+    assert_bit_identical(uninterrupted / 'epoch_2.pth',
+                         tmp_path / 'epoch_2.pth')
+
+
+def test_epoch_checkpoint_resumes_whole_epochs_in_another_layout(
+        setup, uninterrupted, tmp_path):
+    """An epoch boundary may continue with another batch size: epoch 2 is
+    trained whole, 3 batches of 48 (``iter - epoch * len(dataloader)`` =
+    4 - 3 said one batch was done, and that batch was skipped)."""
+    shutil.copy(uninterrupted / 'epoch_1.pth', tmp_path / 'epoch_1.pth')
+    proc = run(setup, tmp_path, '--resume', str(tmp_path / 'epoch_1.pth'),
+               '--cfg-options', 'train_dataloader.batch_size=48')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'resumed epoch: 1, iter: 4' in proc.stdout + proc.stderr
+    assert [s for s, _ in losses(tmp_path)] == [5, 6, 7]
+    assert load(tmp_path / 'epoch_2.pth')['meta']['iter'] == 7
+
+
+def test_signal_to_every_process_with_loader_workers(setup, tmp_path):
+    """SIGTERM to the whole process group (a scheduler's way), loader
+    workers included: they ignore it, the main process saves and exits
+    with 75 (a worker killed by it failed the run before), and the run
+    resumes to its end."""
+    workers = ['--cfg-options', 'train_dataloader.num_workers=2',
+               'val_dataloader.num_workers=2']
+    proc = run(setup, tmp_path, *workers, signal_at=6, signal_group=1)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    assert 'SIGTERM after iteration 6: saved' in proc.stdout
+    assert 'killed by signal' not in proc.stderr
+    assert proc.stderr.count('PreemptionHook: got SIGTERM') == 1
+    proc = run(setup, tmp_path, '--resume', *workers)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [s for s, _ in losses(tmp_path)] == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_two_processes_signalled_through_the_launcher(setup, tmp_path):

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from mmengine.dist import (all_reduce, barrier, get_rank, get_world_size,
@@ -15,6 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmpretrain.registry import HOOKS
+from torch.utils.data import DataLoader
 
 from soft_mm.checkpoint import atomic_write_bytes
 from ..runners import ResumableEpochBasedTrainLoop
@@ -25,6 +26,67 @@ from .rng_state_hook import RNGStateHook, _training
 EXIT_PREEMPTED = 75
 #: Checkpoint meta key describing where a preempted run stopped.
 META_KEY = 'preemption'
+
+
+class IgnoreSignalsInWorker:
+    """A DataLoader ``worker_init_fn`` that makes the worker ignore the
+    stop signals from anyone but its parent, then calls the loader's own
+    ``worker_init_fn``.
+
+    A scheduler signals every process of the job, DataLoader workers
+    included; a worker ends on SIGTERM (PyTorch's worker handler) or runs
+    the hook's handler on SIGUSR1, and the main process then fails with
+    "DataLoader worker ... is killed by signal" before it can save. The
+    main process alone decides when to stop. Its own SIGTERM still ends a
+    worker (``multiprocessing`` terminates daemonic workers at exit, and
+    waits for them): the signals are blocked and a thread takes them with
+    ``sigwaitinfo``, which tells who sent each. A picklable class, not a
+    closure: ``spawn`` workers unpickle it. Where ``sigwaitinfo`` does not
+    exist (macOS), workers keep PyTorch's handling.
+
+    Args:
+        signals (Sequence[int]): Signal numbers to ignore.
+        init_fn (Callable, optional): The loader's ``worker_init_fn``.
+    """
+
+    def __init__(self, signals: Sequence[int],
+                 init_fn: Optional[Callable] = None) -> None:
+        self.signals = tuple(int(s) for s in signals)
+        self.init_fn = init_fn
+
+    @staticmethod
+    def supported() -> bool:
+        return hasattr(signal, 'sigwaitinfo')
+
+    def __call__(self, worker_id: int) -> None:
+        if self.supported():
+            parent = os.getppid()
+            for signum in self.signals:
+                # Not SIG_IGN: Linux drops an ignored signal before
+                # sigwaitinfo could take it. A no-op in case a thread that
+                # does not block it gets one.
+                signal.signal(signum, _do_nothing)
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+            threading.Thread(target=_end_on_parents_signal,
+                             args=(self.signals, parent), daemon=True,
+                             name='soft_mm-worker-signals').start()
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+def _do_nothing(signum, frame) -> None:
+    pass
+
+
+def _end_on_parents_signal(signals: Sequence[int], parent: int) -> None:
+    """In a worker: take the blocked ``signals`` one by one; end the worker
+    on one its parent sent (status 0: the parent asked for it, and
+    PyTorch's SIGCHLD handler in the parent reports any other status as a
+    worker failure)."""
+    while True:
+        info = signal.sigwaitinfo(signals)
+        if info.si_pid == parent:
+            os._exit(0)
 
 
 @HOOKS.register_module()
@@ -43,7 +105,9 @@ class PreemptionHook(Hook):
     :data:`EXIT_PREEMPTED` (75). ``ResumableEpochBasedTrainLoop`` then
     resumes inside the epoch. A signal during a validation stops when the
     validation ends, at the epoch boundary; one before the first iteration
-    exits at once (nothing new to save). A second signal,
+    exits at once (nothing new to save). DataLoader workers of the
+    training and validation loaders ignore the signals unless their parent
+    sends them (:class:`IgnoreSignalsInWorker`). A second signal,
     or a save not done ``grace_seconds`` after the first signal, ends the
     process at once with status 128 + signal number; saves are atomic
     (:mod:`soft_mm.checkpoint.atomic`), so what is on disk stays whole.
@@ -136,8 +200,21 @@ class PreemptionHook(Hook):
 
     # ---- where the run may stop
 
+    def _quiet_workers(self, loader) -> None:
+        """Make ``loader``'s workers (started later, at its first
+        iteration) ignore the signals."""
+        if (not isinstance(loader, DataLoader) or not loader.num_workers
+                or isinstance(loader.worker_init_fn, IgnoreSignalsInWorker)
+                or not IgnoreSignalsInWorker.supported()):
+            return
+        loader.worker_init_fn = IgnoreSignalsInWorker(self.signals,
+                                                      loader.worker_init_fn)
+
     def before_train(self, runner) -> None:
         loop = runner.train_loop
+        self._quiet_workers(loop.dataloader)
+        val_loop = getattr(runner, '_val_loop', None)
+        self._quiet_workers(getattr(val_loop, 'dataloader', None))
         if isinstance(loop, EpochBasedTrainLoop) and not isinstance(
                 loop, ResumableEpochBasedTrainLoop):
             print_log(
