@@ -5,7 +5,8 @@ picks computes."""
 from torch import Tensor
 
 from .checks import (check_attention_inputs, check_newton_iters,
-                     check_newton_matrix, check_point_sets)
+                     check_newton_matrix, check_newton_ridge, check_norm,
+                     check_point_sets)
 from .dispatch import get_backend, resolve_impl
 from .reference import NEWTON_ITERS, NEWTON_RIDGE, compute_dtype
 
@@ -36,14 +37,15 @@ def soft_attention(q: Tensor,
         Tensor: ``(B, h, n, dv)`` in the dtype of ``v``.
     """
     check_attention_inputs(q, landmarks, v)
-    check_newton_iters(newton_iters)
+    newton_iters = check_newton_iters(newton_iters)
+    norm = check_norm(norm)
     device_type = q.device.type
     backend = get_backend(
         resolve_impl(impl, device_type, compute_dtype(q, landmarks, v)))
     if impl != 'auto' or not backend.launch_errors:
-        return backend.attention(q, landmarks, v, newton_iters, bool(norm))
+        return backend.attention(q, landmarks, v, newton_iters, norm)
     try:
-        return backend.attention(q, landmarks, v, newton_iters, bool(norm))
+        return backend.attention(q, landmarks, v, newton_iters, norm)
     except backend.launch_errors as e:
         # A shape the backend's self-check did not cover cannot compile or
         # does not fit the device: 'auto' falls back for good, once warned.
@@ -86,7 +88,11 @@ def newton_inverse(mat: Tensor,
     Args:
         mat (Tensor): ``(..., m, m)``.
         iters (int): Iterations, >= 0. Defaults to 20.
-        ridge (float): Diagonal ridge. Defaults to 0.01.
+        ridge (float): Diagonal ridge, ``>= 0``. The step ``alpha`` comes
+            from ``mat`` (the model's definition), so the iteration
+            converges only for a ridge up to about 5 % of the largest row
+            sum of ``|mat|``; a larger one raises ``ValueError`` (checked
+            with one reduction of ``mat``). Defaults to 0.01.
         impl (str): As for :func:`gaussian_kernel`. Defaults to
             ``'reference'``.
 
@@ -94,7 +100,8 @@ def newton_inverse(mat: Tensor,
         Tensor: ``(..., m, m)``.
     """
     check_newton_matrix(mat)
-    check_newton_iters(iters, 'iters', 'newton_inverse')
+    iters = check_newton_iters(iters, 'iters', 'newton_inverse')
+    ridge = check_newton_ridge(mat, ridge)
     backend = get_backend(resolve_impl(impl, mat.device.type,
                                        compute_dtype(mat)))
     return backend.newton_inverse(mat, iters, ridge)

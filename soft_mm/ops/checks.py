@@ -2,7 +2,13 @@
 """Argument checks of the public SOFT attention functions: each runs once,
 at the public entry, before any backend is chosen; the error names the
 argument and what it got."""
+import math
+import numbers
+
+import torch
 from torch import Tensor
+
+from .reference import NEWTON_ALPHA_SCALE
 
 
 def check_attention_inputs(q: Tensor, landmarks: Tensor, v: Tensor) -> None:
@@ -43,18 +49,80 @@ def check_attention_inputs(q: Tensor, landmarks: Tensor, v: Tensor) -> None:
 
 
 def check_newton_iters(newton_iters: int, name: str = 'newton_iters',
-                       owner: str = 'soft_attention') -> None:
+                       owner: str = 'soft_attention') -> int:
     """Raise a clear error unless the iteration count is an int >= 0.
 
     Args:
-        newton_iters (int): Newton iterations asked for.
+        newton_iters (int): Newton iterations asked for (any integer type,
+            NumPy's included; not a bool).
         name (str): The argument's name, for the message.
         owner (str): The function, for the message.
+
+    Returns:
+        int: The count as a Python int.
     """
-    if (isinstance(newton_iters, bool) or not isinstance(newton_iters, int)
+    if (isinstance(newton_iters, bool)
+            or not isinstance(newton_iters, numbers.Integral)
             or newton_iters < 0):
         raise ValueError(f'{owner}: {name} must be an int >= 0, got '
                          f'{newton_iters!r}')
+    return int(newton_iters)
+
+
+def check_norm(norm, owner: str = 'soft_attention') -> bool:
+    """``norm`` must be a bool (a string such as ``'False'`` would turn
+    SOFT-Norm on)."""
+    if not isinstance(norm, bool):
+        raise TypeError(f'{owner}: norm must be a bool, got {norm!r} '
+                        f'({type(norm).__name__})')
+    return norm
+
+
+#: Largest ridge, relative to the largest row sum ``R`` of ``|mat|``, for
+#: which the iteration provably converges: its step ``alpha = s / R^2``
+#: comes from ``mat`` (the model's definition), and ``V <- 2V - VPV`` on
+#: ``P = mat + ridge * I`` converges while ``alpha * lambda_max(P)^2 < 2``,
+#: ``lambda_max(P) <= R + ridge``.
+MAX_RELATIVE_RIDGE = math.sqrt(2 / NEWTON_ALPHA_SCALE) - 1
+
+
+def check_newton_ridge(mat: Tensor, ridge) -> float:
+    """Raise a clear error unless ``ridge`` is a finite real >= 0 with which
+    the iteration on ``mat`` converges (see :data:`MAX_RELATIVE_RIDGE`).
+
+    Reads the largest row sum of ``mat`` (one reduction and a host sync).
+
+    Returns:
+        float: The ridge as a Python float.
+    """
+    owner = 'newton_inverse'
+    if (isinstance(ridge, bool) or not isinstance(ridge, numbers.Real)
+            or not math.isfinite(ridge) or ridge < 0):
+        raise ValueError(f'{owner}: ridge must be a finite number >= 0, '
+                         f'got {ridge!r}')
+    if mat.numel() == 0:
+        return float(ridge)
+    with torch.no_grad():
+        # Each matrix has its own step: the bound is the smallest one's.
+        row_sums = mat.detach().abs().sum(-1).amax(-1)
+        row_sum = row_sums.amin().item()
+        finite = bool(row_sums.isfinite().all())
+    if not finite or row_sum == 0:
+        raise ValueError(f'{owner}: the step alpha = '
+                         f'{NEWTON_ALPHA_SCALE:g} / (largest row sum of '
+                         f'|mat|)^2 needs that row sum finite and > 0 in '
+                         f'every matrix, got {row_sum} (smallest)')
+    if ridge > MAX_RELATIVE_RIDGE * row_sum:
+        raise ValueError(
+            f'{owner}: ridge {ridge:g} is too large for these matrices: the '
+            'step alpha comes from each matrix (the smallest largest row '
+            f'sum is {row_sum:.4g}), and the iteration is sure to converge '
+            'only '
+            f'for ridge <= {MAX_RELATIVE_RIDGE:.4f} x that row sum '
+            f'({MAX_RELATIVE_RIDGE * row_sum:.4g} here); beyond it, it '
+            'diverges to inf as soon as the largest eigenvalue of mat is '
+            'near that row sum')
+    return float(ridge)
 
 
 def _check_batched(owner: str, arg: str, t, what: str) -> None:

@@ -105,6 +105,8 @@ def select_backend(impl: str,
         backend = _BACKENDS[impl]
         backend.require(device_type)
         return backend
+    if device_type == 'meta':  # shapes only: the reference, quietly
+        return _BACKENDS['reference']
     order = ('ext', 'triton') if dtype == torch.float64 else ('triton', 'ext')
     for name in order:
         if _BACKENDS[name].auto_ok(device_type):

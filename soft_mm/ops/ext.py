@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import torch
 
 from .backend import Backend
+from .first_order import first_order_only
 from .reference import NEWTON_ITERS, NEWTON_RIDGE, compute_dtype
 
 #: Why the extension is unusable, or None when it loaded.
@@ -99,11 +100,13 @@ def _register() -> None:
         return x.new_empty((x.shape[3], kernel_size, kernel_size),
                            dtype=compute_dtype(x, grad))
 
-    # ---- autograd: backward formulas calling the backward ops.
+    # ---- autograd: backward formulas calling the backward ops (which have
+    # no derivatives of their own: a double backward raises).
     def gaussian_setup(ctx, inputs, output):
         x, y = inputs
         ctx.save_for_backward(x, y, output)
 
+    @first_order_only("gaussian_kernel(impl='ext')")
     def gaussian_backward(ctx, grad):
         x, y, kernel = ctx.saved_tensors
         gx, gy = lib_ops.gaussian_kernel_backward(grad, x, y, kernel)
@@ -118,6 +121,7 @@ def _register() -> None:
         ctx.mat_dtype = inputs[0].dtype
         ctx.save_for_backward(output)
 
+    @first_order_only("newton_inverse(impl='ext')")
     def newton_backward(ctx, grad):
         inv, = ctx.saved_tensors
         grad_mat = lib_ops.newton_inverse_backward(grad, inv)
@@ -138,6 +142,7 @@ def _register() -> None:
         ctx.save_for_backward(q, landmarks, v, kernel_ql, kernel_ll, inv,
                               context)
 
+    @first_order_only("soft_attention(impl='ext')")
     def attention_backward(ctx, grad_out, *unused_aux_grads):
         if grad_out is None:  # not materialised: nothing flows back
             return None, None, None, None, None

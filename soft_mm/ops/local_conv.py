@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ext
+from .first_order import first_order_only
 
 
 def _conv(x: Tensor, weight: Tensor) -> Tensor:
@@ -33,7 +34,7 @@ class _DepthwiseNHWC(torch.autograd.Function):
         return _conv(x, weight)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only('depthwise_conv2d_nhwc (the CPU weight-gradient kernel)')
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
         channels, k = x.shape[3], weight.shape[-1]

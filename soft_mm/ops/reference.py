@@ -13,13 +13,14 @@ The attention is ``X = (A @ B^-1) @ (A^T @ V)`` with the Gaussian kernels
 ``B^-1`` being SOFT's fixed 20-step Newton iteration (see ``docs/design.md``,
 sections "Attention" and "Newton inverse and its gradient").
 """
+import contextlib
 from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .backend import Backend
+from .first_order import first_order_only
 
 #: The iteration count of the published models; part of the model itself.
 NEWTON_ITERS = 20
@@ -77,6 +78,14 @@ def gaussian_kernel(x: Tensor, y: Tensor) -> Tensor:
     return torch.exp(-0.5 * pairwise_sq_dist(x, y))
 
 
+def autocast_off(device_type: str):
+    """A context with autocast off on ``device_type``; a no-op for devices
+    autocast does not know (``'meta'``: shape inference)."""
+    if device_type == 'meta':
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
 def newton_alpha(mat: Tensor) -> Tensor:
     """Per-matrix step ``alpha = 0.9 * 2 / (max_i sum_j |B_ij|)^2``.
 
@@ -129,7 +138,7 @@ class NewtonInverse(torch.autograd.Function):
         return inv
 
     @staticmethod
-    @once_differentiable
+    @first_order_only('the Newton inverse (its analytic gradient)')
     def backward(ctx, grad: Tensor):
         inv, = ctx.saved_tensors
         inv_t = inv.transpose(-1, -2)
@@ -196,7 +205,7 @@ def soft_attention_reference(q: Tensor,
         Tensor: ``(B, h, n, dv)``.
     """
     dtype = compute_dtype(q, landmarks)
-    with torch.autocast(q.device.type, enabled=False):
+    with autocast_off(q.device.type):
         q32, lm32 = q.to(dtype), landmarks.to(dtype)
         kernel_ql = gaussian_kernel(q32, lm32)
         inv = landmark_inverse(lm32, newton_iters, norm)
@@ -239,7 +248,7 @@ def soft_attention_rows(q: Tensor,
         raise ValueError(f'soft_attention_rows: rows must lie in [0, {n}) '
                          f'(n queries), got {rows.tolist()}')
     dtype = compute_dtype(q, landmarks)
-    with torch.autocast(q.device.type, enabled=False):
+    with autocast_off(q.device.type):
         q32, lm32 = q.to(dtype), landmarks.to(dtype)
         kernel_ql = gaussian_kernel(q32, lm32)
         inv = landmark_inverse(lm32, newton_iters, norm)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from soft_mm.ops import (DEVICE_IMPLS, IMPLS, ext_device_types,
                          gaussian_kernel, get_backend, impl_unusable_reason,
                          newton_inverse, resolve_impl, select_backend,
                          soft_attention, soft_attention_reference)
+from soft_mm.ops.checks import MAX_RELATIVE_RIDGE
 from tool_utils import ROOT
 
 needs_ext = pytest.mark.skipif(
@@ -64,6 +66,18 @@ def test_input_errors(impl):
     for iters in (-1, 2.5, True):
         with pytest.raises(ValueError, match='newton_iters'):
             soft_attention(q, lm, v, impl=impl, newton_iters=iters)
+    # A string would be truthy: 'False' turned SOFT-Norm on.
+    for norm in ('False', 1, None):
+        with pytest.raises(TypeError, match='norm must be a bool'):
+            soft_attention(q, lm, v, impl=impl, norm=norm)
+
+
+def test_numpy_iteration_counts_are_ints():
+    q, lm, v = make_inputs((1, 2, 8, 3, 4))
+    torch.testing.assert_close(
+        soft_attention(q, lm, v, newton_iters=np.int64(3), impl='reference'),
+        soft_attention(q, lm, v, newton_iters=3, impl='reference'),
+        rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('impl', ['reference', 'ext', 'triton'])
@@ -79,6 +93,11 @@ def test_piece_argument_errors(impl):
         newton_inverse(torch.ones(2, 3, 4), impl=impl)
     with pytest.raises(TypeError, match='mat must be a floating point'):
         newton_inverse(torch.ones(2, 3, 3, dtype=torch.int64), impl=impl)
+    for ridge in (-0.01, float('nan'), float('inf'), '0.01', True):
+        with pytest.raises(ValueError, match='ridge must be a finite'):
+            newton_inverse(mat, ridge=ridge, impl=impl)
+    with pytest.raises(ValueError, match='row sum finite and > 0'):
+        newton_inverse(torch.zeros(2, 3, 3), impl=impl)
     with pytest.raises(ValueError, match='x must be'):
         gaussian_kernel(torch.ones(4), torch.ones(2, 4), impl=impl)
     with pytest.raises(ValueError, match='share the leading dims and d'):
@@ -87,6 +106,28 @@ def test_piece_argument_errors(impl):
         gaussian_kernel(torch.ones(2, 3, 4), torch.ones(2, 3, 4,
                                                         device='meta'),
                         impl=impl)
+
+
+def test_a_ridge_the_iteration_cannot_take_is_refused():
+    """The step comes from mat, not mat + ridge I (the model's
+    definition): past MAX_RELATIVE_RIDGE x the largest row sum the
+    iteration can run off to inf, which the op refuses instead of
+    returning."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 2, 4, generator=g, dtype=torch.float64)
+    mat = gaussian_kernel(y, y)
+    # Each matrix its own step: the bound is the smallest largest row sum.
+    row_sum = mat.abs().sum(-1).amax(-1).amin().item()
+    assert not get_backend('reference').newton_inverse(
+        mat, 20, 0.5).isfinite().all()  # what the check prevents
+    with pytest.raises(ValueError, match='ridge 0.5 is too large'):
+        newton_inverse(mat, ridge=0.5)
+    with pytest.raises(ValueError, match='too large'):
+        newton_inverse(mat, ridge=1.2 * MAX_RELATIVE_RIDGE * row_sum)
+    ridge = 0.999 * MAX_RELATIVE_RIDGE * row_sum
+    inv = newton_inverse(mat, 60, ridge)
+    eye = torch.eye(2, dtype=mat.dtype)
+    torch.testing.assert_close(inv @ (mat + ridge * eye), eye.expand_as(mat))
 
 
 def test_pieces_default_to_the_reference():
@@ -261,3 +302,31 @@ def test_impl_unusable_reason():
             usable = device in ext_device_types()
             assert (impl_unusable_reason(device) is None) == usable
     assert (impl_unusable_reason('ext') is None) == bool(ext_device_types())
+
+
+@pytest.mark.parametrize('impl', [
+    'reference', pytest.param('ext', marks=needs_ext)])
+@pytest.mark.parametrize('loss', ['square', 'linear'])
+def test_double_backward_is_refused(impl, loss):
+    """The analytic Newton gradient and the kernels have no derivatives of
+    their own: a double backward raises, naming the op, whether or not the
+    incoming gradient needs grad (once_differentiable returned gradients
+    without a graph for a linear loss: second-order terms silently 0)."""
+    q, lm, v = (t.requires_grad_() for t in make_inputs((1, 2, 8, 3, 4)))
+    out = soft_attention(q, lm, v, impl=impl)
+    out = out.square().sum() if loss == 'square' else out.sum()
+    with pytest.raises(RuntimeError, match='first-order gradients only'):
+        torch.autograd.grad(out, (q, lm), create_graph=True)
+    # First order is unaffected.
+    out = soft_attention(q, lm, v, impl=impl).sum()
+    assert all(g.abs().max() > 0 for g in torch.autograd.grad(out, (q, lm)))
+
+
+@needs_ext
+def test_local_conv_double_backward_is_refused():
+    from soft_mm.ops import depthwise_conv2d_nhwc
+    x = torch.randn(1, 5, 5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = depthwise_conv2d_nhwc(x, w).sum()
+    with pytest.raises(RuntimeError, match='first-order gradients only'):
+        torch.autograd.grad(out, (x, w), create_graph=True)

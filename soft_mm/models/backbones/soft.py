@@ -300,7 +300,9 @@ class SOFT(BaseBackbone):
         ])
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims[-1]))
 
-        rates = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        # On the CPU: a model built under torch.device('meta') too.
+        rates = torch.linspace(0, drop_path_rate, sum(self.depths),
+                               device='cpu').tolist()
         self.stages = nn.ModuleList()
         for i, (dims, heads, depth) in enumerate(
                 zip(self.embed_dims, arch['num_heads'], self.depths)):

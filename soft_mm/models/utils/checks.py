@@ -55,8 +55,10 @@ def check_real(owner: str, name: str, value: Any, low: float = 0.,
         raise TypeError(f'{owner}: {name} must be a number in {interval}, '
                         f'got {value!r} ({type(value).__name__})')
     below = value <= low if low_open else value < low
-    above = high is not None and (value >= high if high_open else
-                                  value > high)
+    if high is None:  # the interval is open at infinity
+        above = value == float('inf')
+    else:
+        above = value >= high if high_open else value > high
     if below or above or value != value:  # NaN is in no interval
         raise ValueError(f'{owner}: {name} must be in {interval}, got '
                          f'{value!r}')

@@ -15,21 +15,27 @@ class _LinearGeluLinear(torch.autograd.Function):
     block keeps (4x the channels), so a training step needs about a fifth
     less memory at any resolution. Forward values are the same operations;
     backward recomputes the GELU with the same kernel, so gradients equal
-    autograd's.
+    autograd's. A double backward (``create_graph=True``) recomputes the
+    FFN from its saved input with autograd and differentiates that: the
+    saved ``h`` has no graph back to ``x``, and gradients computed from it
+    would drop the GELU's second-order terms.
     """
 
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2, approximate):
         h = F.linear(x, w1, b1)
         out = F.linear(F.gelu(h, approximate=approximate), w2, b2)
-        ctx.save_for_backward(x, h, w1, w2)
+        ctx.save_for_backward(x, h, w1, b1, w2, b2)
         ctx.approximate = approximate
         ctx.has_bias = (b1 is not None, b2 is not None)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, h, w1, w2 = ctx.saved_tensors
+        x, h, w1, b1, w2, b2 = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            return _LinearGeluLinear._differentiable_backward(
+                ctx, grad_out, x, w1, b1, w2, b2)
         need_x, need_w1, need_b1, need_w2, need_b2, _ = ctx.needs_input_grad
         hidden, channels = h.shape[-1], x.shape[-1]
         g_out = grad_out.reshape(-1, grad_out.shape[-1])
@@ -51,6 +57,19 @@ class _LinearGeluLinear(torch.autograd.Function):
             if need_x:
                 grad_x = grad_h.mm(w1).view(x.shape)
         return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, None
+
+    @staticmethod
+    def _differentiable_backward(ctx, grad_out, x, w1, b1, w2, b2):
+        """The gradients as a graph of the inputs (for higher orders)."""
+        inputs = (x, w1, b1, w2, b2)
+        wanted = [t is not None and need
+                  for t, need in zip(inputs, ctx.needs_input_grad)]
+        hidden = F.gelu(F.linear(x, w1, b1), approximate=ctx.approximate)
+        out = F.linear(hidden, w2, b2)
+        grads = iter(torch.autograd.grad(
+            out, [t for t, w in zip(inputs, wanted) if w], grad_out,
+            create_graph=True))
+        return tuple(next(grads) if w else None for w in wanted) + (None, )
 
 
 class Mlp(nn.Module):
@@ -85,6 +104,7 @@ class Mlp(nn.Module):
                 and type(self.fc2) is nn.Linear
                 and (x.requires_grad or self.fc1.weight.requires_grad)
                 and x.dtype in (torch.float32, torch.float64)
+                and x.device.type != 'meta'  # autocast knows no 'meta'
                 and not torch.is_autocast_enabled(x.device.type)
                 and not torch.compiler.is_compiling()
                 and not torch.jit.is_scripting()

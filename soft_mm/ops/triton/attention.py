@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..first_order import first_order_only
 from ..reference import (NEWTON_ALPHA_SCALE, NEWTON_RIDGE, compute_dtype,
                          pairwise_sq_dist)
 from .gaussian import gaussian_kernel_op, gaussian_tile
@@ -424,6 +425,7 @@ def _setup(ctx, inputs, output):
     ctx.save_for_backward(q, landmarks, v, inv, kernel_ll, context)
 
 
+@first_order_only("soft_attention(impl='triton')")
 def _backward(ctx, grad_out, *unused_aux_grads):
     if grad_out is None:
         return None, None, None, None, None

@@ -6,6 +6,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..first_order import first_order_only
 from ..reference import compute_dtype
 from .utils import (block, check_int32_offsets, device_guard, fit_tile,
                     new_output, shared_limit, tl_dtype)
@@ -194,6 +195,7 @@ def _setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 
 
+@first_order_only("gaussian_kernel(impl='triton')")
 def _backward(ctx, grad):
     x, y = ctx.saved_tensors
     gx, gy = gaussian_kernel_backward_op(grad, x, y)

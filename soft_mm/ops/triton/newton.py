@@ -7,6 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..first_order import first_order_only
 from ..reference import (NEWTON_ALPHA_SCALE, NEWTON_ITERS, NEWTON_RIDGE,
                          compute_dtype, newton_alpha)
 from .utils import (block, check_int32_offsets, device_guard, new_output,
@@ -118,6 +119,7 @@ def _setup(ctx, inputs, output):
     ctx.save_for_backward(output)
 
 
+@first_order_only("newton_inverse(impl='triton')")
 def _backward(ctx, grad):
     inv, = ctx.saved_tensors
     with torch.autocast(inv.device.type, enabled=False):

@@ -305,6 +305,7 @@ BAD_BACKBONE_ARGS = [
     (dict(arch=tiny_with(local_kernels=[9, 5, -1])), ValueError,
      'local_kernels'),
     (dict(arch=tiny_with(mlp_ratio=0)), ValueError, 'mlp_ratio'),
+    (dict(arch=tiny_with(mlp_ratio=float('inf'))), ValueError, 'mlp_ratio'),
     # backbone arguments
     (dict(in_channels=0), ValueError, 'in_channels'),
     (dict(in_channels=True), TypeError, 'in_channels'),
@@ -340,6 +341,7 @@ BAD_BACKBONE_ARGS = [
     (dict(soft_act_cfg='gelu'), TypeError, 'soft_act_cfg'),
     (dict(cls_act_cfg=dict(approximate='tanh')), TypeError, 'cls_act_cfg'),
     (dict(cls_norm_eps=0), ValueError, 'cls_norm_eps'),
+    (dict(cls_norm_eps=float('inf')), ValueError, 'cls_norm_eps'),
 ]
 
 
@@ -469,3 +471,23 @@ def test_warns_once_when_newton_work_dominates():
             model(torch.randn(1, 3, 512, 512))
             model(torch.randn(1, 3, 512, 512))
     assert len([w for w in record if 'Newton steps' in str(w.message)]) == 1
+
+
+def test_meta_device_gives_shapes():
+    """Built under ``torch.device('meta')`` or moved there, the backbone
+    runs forward and backward on meta tensors (shape inference, deferred
+    init): the op picks the reference quietly, autocast is not asked
+    about 'meta'."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with torch.device('meta'):
+            model = SOFT(arch='tiny', landmark_grid=7, attn_norm=True,
+                         out_indices=(0, 1, 2, 3))
+            outs = model(torch.empty(2, 3, 96, 64))
+    assert [tuple(o.shape) for o in outs] == [(2, 64, 24, 16),
+                                              (2, 128, 12, 8),
+                                              (2, 320, 6, 4), (2, 512)]
+    assert all(o.is_meta for o in outs)
+    sum(o.sum() for o in outs).backward()
+    assert model.stages[0][0].ffn.fc1.weight.grad.is_meta

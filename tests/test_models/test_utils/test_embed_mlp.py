@@ -107,3 +107,26 @@ def test_mlp_plain_path_for_other_activations_and_inference():
         out = gelu(x)
     assert out.dtype == torch.bfloat16
     assert '_LinearGeluLinear' not in out.grad_fn.name()
+
+
+@pytest.mark.parametrize('loss', ['square', 'linear'])
+def test_mlp_second_order_gradients_are_autograds(loss):
+    """A gradient penalty through the FFN (create_graph=True) equals the
+    plain modules' to rounding, also where the incoming gradient needs no
+    grad (a linear loss: what once_differentiable would silently cut)."""
+    torch.manual_seed(0)
+    mlp = Mlp(8, 32).double()
+    x = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    results = []
+    for fwd in (mlp, lambda t: mlp.fc2(mlp.act(mlp.fc1(t)))):
+        mlp.zero_grad(set_to_none=True)
+        x.grad = None
+        out = fwd(x)
+        out = out.square().sum() if loss == 'square' else out.sum()
+        gx, = torch.autograd.grad(out, x, create_graph=True)
+        gx.square().sum().backward()
+        results.append([x.grad] + [p.grad for p in mlp.parameters()])
+    assert results[0][0].abs().max() > 0
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(mlp, (x, ))
