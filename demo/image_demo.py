@@ -29,7 +29,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--show-dir', default=None,
         help='save the image with the prediction drawn to this folder')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.topk < 1:  # [:-1] would print every class but one
+        parser.error(f'--topk must be >= 1, got {args.topk}')
+    return args
 
 
 def main(argv=None) -> int:

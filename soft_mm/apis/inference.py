@@ -70,6 +70,8 @@ class ImageError(ValueError):
 def read_image(path: str) -> np.ndarray:
     """Decode ``path`` (BGR, ``(H, W, 3)`` uint8) or raise
     :class:`ImageError` naming it."""
+    if osp.isdir(path):
+        raise ImageError(f'{path}: is a folder, not an image file')
     if not osp.isfile(path):
         raise ImageError(f'{path}: no such image file')
     try:

@@ -238,11 +238,11 @@ def map_mindspore_key(tag: str) -> Optional[str]:
 
 
 def infer_mindspore_arch(tensors: Dict[str, torch.Tensor],
-                         path: str) -> Tuple[dict, Optional[int]]:
+                         path: str) -> Tuple[dict, int]:
     """SOFT arch and head classes from the MindSpore shapes.
 
     Returns:
-        tuple[dict, int | None]: The arch dict and ``num_classes``.
+        tuple[dict, int]: The arch dict and ``num_classes``.
     """
     # Re-use the official inference on a view with official names: the
     # shape-bearing tensors are the same ones.
@@ -272,9 +272,17 @@ def infer_mindspore_arch(tensors: Dict[str, torch.Tensor],
     view['block4.0.mlp.fc1.weight'] = get(
         'block4.0.layers.1.cell.1.ff1.weight')
     arch, _ = infer_official_arch(view, path)
-    num_classes = (tensors['head.weight'].shape[0]
-                   if 'head.weight' in tensors else None)
-    return arch, num_classes
+    # The port saves the whole classifier, its head last: a file without
+    # it was cut short at a tensor boundary (which protobuf cannot tell
+    # from a whole file), or is not a SOFT classifier checkpoint.
+    missing = [t for t in ('head.weight', 'head.bias') if t not in tensors]
+    if missing:
+        raise CheckpointError(
+            f'{path}: no classifier head ({", ".join(missing)} missing); '
+            'the MindSpore SOFT port saves the whole classifier with its '
+            'head last, so the file is cut short (truncated?) or not one of '
+            'its checkpoints')
+    return arch, int(tensors['head.weight'].shape[0])
 
 
 def convert_mindspore_tensors(tensors: Dict[str, torch.Tensor],

@@ -224,13 +224,20 @@ def test_mindspore_config_loads_converted(tmp_path):
     assert not missing and not unexpected
 
 
-@pytest.mark.parametrize('case', ['truncated', 'garbage', 'unknown', 'bytes'])
+@pytest.mark.parametrize(
+    'case', ['truncated', 'cut-before-head', 'garbage', 'unknown', 'bytes'])
 def test_mindspore_bad_files(tmp_path, capsys, case):
     ms = mindspore_state(SMALL)
     path = tmp_path / f'{case}.ckpt'
     data = encode_ms_checkpoint(ms)
     if case == 'truncated':
         data, match = data[:len(data) // 2], 'corrupt or truncated'
+    elif case == 'cut-before-head':
+        # A whole message of its own: protobuf reads it without complaint.
+        body = {k: v for k, v in ms.items() if not k.startswith('head.')}
+        data = encode_ms_checkpoint(body)
+        assert encode_ms_checkpoint(ms).startswith(data)
+        match = r'no classifier head \(head.weight, head.bias missing\)'
     elif case == 'garbage':
         data, match = b'\xff' * 64, 'corrupt or truncated'
     elif case == 'unknown':

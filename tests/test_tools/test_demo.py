@@ -73,6 +73,8 @@ def test_bad_inputs(files, capsys, tmp_path):
         ((bad, CFG, files['ckpt']), str(bad), 'cannot decode'),
         ((tmp_path / 'none.png', CFG, files['ckpt']), 'none.png',
          'no such image'),
+        ((tmp_path, CFG, files['ckpt']), str(tmp_path),
+         'is a folder, not an image file'),
         ((files['img'], CFG, tmp_path / 'no.pth'), 'no.pth', 'no such file'),
         ((files['img'], CFG, other_arch), str(other_arch),
          r'does not fit.*8 shape mismatches.*landmark_conv\.weight '
@@ -84,6 +86,11 @@ def test_bad_inputs(files, capsys, tmp_path):
         # One error line (other stderr lines may be library warnings).
         line, = [ln for ln in err.splitlines() if ln.startswith('error:')]
         assert name in line and re.search(match, line), line
+    for topk in ('0', '-1'):  # [:-1] printed every class but one
+        with pytest.raises(SystemExit):
+            DEMO.parse_args([str(files['img']), CFG, str(files['ckpt']),
+                             '--topk', topk])
+        assert '--topk must be >= 1' in capsys.readouterr().err
 
 
 def test_demo_agrees_with_the_test_tool(files, capsys, tmp_path):
