@@ -147,6 +147,19 @@ def assert_bit_identical(a, b):
     assert a['param_schedulers'] == b['param_schedulers']
 
 
+def resume_as_uninterrupted(setup, work_dir, uninterrupted):
+    """``--resume`` in ``work_dir``: steps 1-8 logged once each (consumed
+    batches skipped, not re-trained), the uninterrupted run's losses and
+    final state bit for bit. Returns the resumed run's log."""
+    proc = run(setup, work_dir, '--resume')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [s for s, _ in losses(work_dir)] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert losses(work_dir) == losses(uninterrupted)
+    assert_bit_identical(uninterrupted / 'epoch_2.pth',
+                         work_dir / 'epoch_2.pth')
+    return proc.stdout + proc.stderr
+
+
 def losses(work_dir):
     return [(r['step'], r['loss']) for r in read_scalars(work_dir)
             if 'loss' in r]
@@ -202,14 +215,8 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(setup, uninterrupted):
         work_dir / 'iter_6.pth')
     assert not (work_dir / 'epoch_2.pth').exists()
 
-    proc = run(setup, work_dir, '--resume')
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'resumed epoch: 1, iter: 6' in proc.stdout + proc.stderr
-    # Steps 7 and 8 only: the consumed batches were skipped, not re-trained.
-    assert [s for s, _ in losses(work_dir)] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert losses(work_dir) == losses(uninterrupted)
-    assert_bit_identical(uninterrupted / 'epoch_2.pth',
-                         work_dir / 'epoch_2.pth')
+    log = resume_as_uninterrupted(setup, work_dir, uninterrupted)
+    assert 'resumed epoch: 1, iter: 6' in log
 
 
 def test_signal_after_an_epochs_last_batch_resumes_at_the_next_epoch(
@@ -220,12 +227,7 @@ def test_signal_after_an_epochs_last_batch_resumes_at_the_next_epoch(
     assert proc.returncode == 75, proc.stderr[-3000:]
     meta = load(tmp_path / 'iter_4.pth')['meta']
     assert (meta['epoch'], meta['preemption']['batch_in_epoch']) == (0, 4)
-    proc = run(setup, tmp_path, '--resume')
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [s for s, _ in losses(tmp_path)] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert losses(tmp_path) == losses(uninterrupted)
-    assert_bit_identical(uninterrupted / 'epoch_2.pth',
-                         tmp_path / 'epoch_2.pth')
+    resume_as_uninterrupted(setup, tmp_path, uninterrupted)
 
 
 def test_epoch_checkpoint_resumes_whole_epochs_in_another_layout(
