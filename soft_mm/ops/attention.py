@@ -90,9 +90,10 @@ def newton_inverse(mat: Tensor,
         iters (int): Iterations, >= 0. Defaults to 20.
         ridge (float): Diagonal ridge, ``>= 0``. The step ``alpha`` comes
             from ``mat`` (the model's definition), so the iteration
-            converges only for a ridge up to about 5 % of the largest row
-            sum of ``|mat|``; a larger one raises ``ValueError`` (checked
-            with one reduction of ``mat``). Defaults to 0.01.
+            converges only for a ridge up to about 5 % of each matrix's
+            largest row sum of ``|mat|``; a larger one raises
+            ``ValueError`` (checked with one reduction of ``mat``).
+            Defaults to 0.01.
         impl (str): As for :func:`gaussian_kernel`. Defaults to
             ``'reference'``.
 

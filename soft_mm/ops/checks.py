@@ -8,7 +8,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from .reference import NEWTON_ALPHA_SCALE
+from .reference import NEWTON_ALPHA_SCALE, max_row_sum
 
 
 def check_attention_inputs(q: Tensor, landmarks: Tensor, v: Tensor) -> None:
@@ -104,7 +104,7 @@ def check_newton_ridge(mat: Tensor, ridge) -> float:
         return float(ridge)
     with torch.no_grad():
         # Each matrix has its own step: the bound is the smallest one's.
-        row_sums = mat.detach().abs().sum(-1).amax(-1)
+        row_sums = max_row_sum(mat)
         row_sum = row_sums.amin().item()
         finite = bool(row_sums.isfinite().all())
     if not finite or row_sum == 0:

@@ -86,6 +86,11 @@ def autocast_off(device_type: str):
     return torch.autocast(device_type, enabled=False)
 
 
+def max_row_sum(mat: Tensor) -> Tensor:
+    """``max_i sum_j |B_ij|`` of each matrix ``(..., m, m)``: ``(...)``."""
+    return mat.abs().sum(-1).amax(-1)
+
+
 def newton_alpha(mat: Tensor) -> Tensor:
     """Per-matrix step ``alpha = 0.9 * 2 / (max_i sum_j |B_ij|)^2``.
 
@@ -95,8 +100,7 @@ def newton_alpha(mat: Tensor) -> Tensor:
     Returns:
         Tensor: ``(..., 1, 1)``, broadcastable against ``mat``.
     """
-    max_row_sum = mat.abs().sum(-1).amax(-1)
-    return (NEWTON_ALPHA_SCALE / max_row_sum.pow(2))[..., None, None]
+    return (NEWTON_ALPHA_SCALE / max_row_sum(mat).pow(2))[..., None, None]
 
 
 @torch.no_grad()
